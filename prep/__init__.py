@@ -1,0 +1,1 @@
+"""Offline stage: raw datasets -> 256x256 WebDataset shards + training-set statistics."""

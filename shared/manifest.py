@@ -1,0 +1,98 @@
+"""`manifest.json`: what a dataset folder holds. Written last by `alexnet-prep shard`,
+so its presence means every shard is complete."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "alexnet-shards/1"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    wnid: str | None  # WordNet id where the dataset has one (ImageNet, tiny-imagenet)
+    name: str  # not unique: n02012849 and n03126707 are both "crane"
+
+    @property
+    def label(self) -> str:
+        return self.wnid or self.name
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    shards: list[str]
+    shard_samples: list[int]
+
+    @property
+    def samples(self) -> int:
+        return sum(self.shard_samples)
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: str  # relative to --src
+    split: str
+    reason: str
+
+
+@dataclass
+class Manifest:
+    task: str
+    layout: str
+    classes: list[ClassInfo]
+    splits: dict[str, SplitInfo]
+    prep: dict
+    versions: dict
+    skipped: list[Skip] = field(default_factory=list)
+    ignored: list[dict] = field(default_factory=list)  # whole folders left out, e.g. unlabelled test/
+    format: str = FORMAT
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def shard_paths(self, root: str | os.PathLike, split: str) -> list[str]:
+        if split not in self.splits:
+            raise KeyError(f"{Path(root) / MANIFEST_NAME}: no split {split!r}; it has {sorted(self.splits)}")
+        return [str(Path(root) / name) for name in self.splits[split].shards]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for name, split in self.splits.items():
+            d["splits"][name]["samples"] = split.samples
+        return d
+
+
+def write_manifest(manifest: Manifest, root: str | os.PathLike) -> Path:
+    path = Path(root) / MANIFEST_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(root: str | os.PathLike) -> Manifest:
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: {root} is not a complete dataset folder "
+            f"(run `alexnet-prep shard` first; the manifest is written last)")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if d.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
+    try:
+        return Manifest(
+            task=d["task"], layout=d["layout"],
+            classes=[ClassInfo(c["index"], c["wnid"], c["name"]) for c in d["classes"]],
+            splits={k: SplitInfo(v["shards"], v["shard_samples"]) for k, v in d["splits"].items()},
+            prep=d["prep"], versions=d["versions"],
+            skipped=[Skip(**s) for s in d["skipped"]], ignored=d["ignored"], format=d["format"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: malformed manifest ({exc!r})") from exc
