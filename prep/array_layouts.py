@@ -85,12 +85,16 @@ def read_idx(path: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def read_cifar_batch(path: str) -> dict:
+def read_cifar_pickle(path: str) -> dict:
     with open(path, "rb") as f:
         try:
-            batch = pickle.load(f, encoding="bytes")
+            return pickle.load(f, encoding="bytes")
         except (pickle.UnpicklingError, EOFError) as exc:
             raise ValueError(f"{path}: not a CIFAR python pickle ({exc})") from exc
+
+
+def read_cifar_batch(path: str) -> dict:
+    batch = read_cifar_pickle(path)
     if b"data" not in batch:
         raise ValueError(f"{path}: CIFAR batch without b'data'; keys {list(batch)[:5]}")
     return batch
@@ -146,7 +150,7 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
         download_with_torchvision(src, task)
         folder = find_cifar_dir(src, task)
     _, meta_name, names_key, train_files, test_files, label_key = CIFAR_TASKS[task]
-    names = [n.decode() for n in read_cifar_batch(str(folder / meta_name))[names_key]]
+    names = [n.decode() for n in read_cifar_pickle(str(folder / meta_name))[names_key]]
     classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
     items: dict[str, list[Item]] = {}
     skipped: list[Skip] = []
