@@ -1,0 +1,1 @@
+"""Training stage: the paper's AlexNet trained from prep's shards."""

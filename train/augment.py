@@ -1,0 +1,80 @@
+"""The paper's augmentation (§4.1) and input normalisation (§2).
+
+Split for speed: the loader workers do what shrinks the data (random 224 crop and flip
+on uint8); the device does the float work for a whole batch (mean subtraction and PCA
+lighting). `augment_one_reference` is the plain per-image version the tests compare with.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from shared.stats import RgbStats
+
+
+def random_crop_flip(img: torch.Tensor, crop: int, rng: random.Random) -> torch.Tensor:
+    """§4.1: a random crop x crop patch of a CxHxW uint8 image, mirrored with p = 0.5."""
+    _, h, w = img.shape
+    top, left = rng.randint(0, h - crop), rng.randint(0, w - crop)
+    patch = img[:, top:top + crop, left:left + crop]
+    return patch.flip(-1) if rng.random() < 0.5 else patch
+
+
+class Normalizer:
+    """Per-channel mean (§2), optional std, and PCA colour lighting (§4.1) on device batches.
+
+    Lighting: each image gets delta = sum_i alpha_i sigma_i p_i added to every pixel, with
+    alpha_i ~ N(0, pca_std) and p_i, lambda_i = sigma_i^2 the eigenvectors/eigenvalues of the
+    training set's RGB covariance (0-255 units). The paper writes alpha_i lambda_i; Krizhevsky's
+    cuda-convnet2 (convdata.py, ColorNoiseMakerThread, --color-noise 0.1) scales by the
+    standard deviations sigma_i, which keeps delta in pixel units: we follow the code.
+    """
+
+    def __init__(self, stats: RgbStats, pca_std: float, divide_std: bool, device: torch.device):
+        self.mean = torch.tensor(stats.mean_rgb, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(stats.std_rgb if divide_std else [1.0] * 3, device=device).view(1, 3, 1, 1)
+        sigma = torch.tensor(stats.eigenvalues, dtype=torch.float64).clamp(min=0).sqrt()
+        vectors = torch.tensor(stats.eigenvectors, dtype=torch.float64)  # rows = p_i (R, G, B)
+        self.sigma_p = (sigma[:, None] * vectors).float().to(device)  # row i = sigma_i p_i
+        self.pca_std = pca_std
+
+    def draw_alphas(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(batch, 3, generator=generator) * self.pca_std
+
+    def lighting_offsets(self, alphas: torch.Tensor) -> torch.Tensor:
+        """(B, 3) RGB offsets: alphas @ [sigma_i p_i]."""
+        return alphas.to(self.sigma_p.device, torch.float32) @ self.sigma_p
+
+    def __call__(self, x: torch.Tensor, alphas: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (B, 3, H, W) on device -> float32, channels_last."""
+        x = x.float() - self.mean
+        if alphas is not None:
+            x = x + self.lighting_offsets(alphas)[:, :, None, None]
+        return (x / self.std).contiguous(memory_format=torch.channels_last)
+
+
+def centre_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[..., top:top + crop, left:left + crop]
+
+
+def ten_views(x: torch.Tensor, crop: int) -> list[torch.Tensor]:
+    """§4.1 test-time views: four corner crops and the centre crop, and their reflections."""
+    h, w = x.shape[-2:]
+    corners = [x[..., :crop, :crop], x[..., :crop, w - crop:], x[..., h - crop:, :crop],
+               x[..., h - crop:, w - crop:], centre_crop(x, crop)]
+    return corners + [v.flip(-1) for v in corners]
+
+
+def augment_one_reference(img: torch.Tensor, top: int, left: int, flip: bool, alphas: torch.Tensor,
+                          stats: RgbStats, crop: int = 224) -> torch.Tensor:
+    """Plain per-image §4.1 + §2, written straight from the paper, for the tests."""
+    out = img[:, top:top + crop, left:left + crop].double()
+    if flip:
+        out = out.flip(-1)
+    for c in range(3):
+        delta = sum(float(alphas[i]) * stats.eigenvalues[i] ** 0.5 * stats.eigenvectors[i][c] for i in range(3))
+        out[c] = out[c] - stats.mean_rgb[c] + delta
+    return out

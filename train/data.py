@@ -1,0 +1,115 @@
+"""Streaming shards into batches (§4.1 augmentation in the workers, see train/augment.py).
+
+Train: an endless stream per (rank, worker). Pass q of the stream shuffles the shard list
+with seed (seed, q) -- identically on every rank -- and takes every slots-th shard from
+position rank * workers + worker; samples pass a seeded shuffle buffer (before decoding:
+webdataset #439) and are decoded and cropped. Epoch e starts the stream at pass e and the
+loop takes exactly steps_per_epoch batches, so every rank runs the same number of steps
+(no DDP hang: webdataset #188/#194/#225) and an epoch is a pure function of (seed, e): a
+resumed run sees the same batches. Epoch length is set on the loop, not per worker (#303).
+
+Eval: every shard once, split over ranks and workers; each sample counted once.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.io import decode_jpeg
+
+from .augment import random_crop_flip
+
+EXPECTED_SIZE = 256  # prep's patch side (§2)
+
+
+def read_tar_samples(urls: list[str]) -> Iterator[dict]:
+    """Raw samples of the given shards; webdataset's reader (files, pipe:, http URLs)."""
+    return iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
+
+
+def decode_sample(sample: dict) -> tuple[torch.Tensor, int]:
+    where = f"{sample.get('__url__')}: sample {sample.get('__key__')!r}"
+    if "jpg" not in sample or "cls" not in sample:
+        raise ValueError(f"{where}: has {sorted(k for k in sample if not k.startswith('__'))}, expected jpg and cls")
+    try:
+        img = decode_jpeg(torch.frombuffer(bytearray(sample["jpg"]), dtype=torch.uint8))
+        label = int(sample["cls"])
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
+    if img.shape[0] == 1:
+        img = img.expand(3, -1, -1)
+    if tuple(img.shape) != (3, EXPECTED_SIZE, EXPECTED_SIZE):
+        raise ValueError(f"{where}: image {tuple(img.shape)}, expected (3, 256, 256) from alexnet-prep")
+    return img, label
+
+
+def shuffle_buffer(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
+    buffer: list[dict] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        i = rng.randrange(size)
+        buffer[i], sample = sample, buffer[i]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def worker_slot(rank: int, world: int) -> tuple[int, int]:
+    info = get_worker_info()
+    workers, worker = (info.num_workers, info.id) if info else (1, 0)
+    return rank * workers + worker, world * workers
+
+
+class TrainStream(IterableDataset):
+    def __init__(self, urls: list[str], crop: int, buffer: int, seed: int, rank: int = 0, world: int = 1):
+        self.urls, self.crop, self.buffer, self.seed = list(urls), crop, buffer, seed
+        self.rank, self.world = rank, world
+        self.epoch = 0
+
+    def shards_for_pass(self, q: int, slot: int, slots: int) -> list[str]:
+        order = list(self.urls)
+        random.Random(f"{self.seed}-pass-{q}").shuffle(order)  # same on every rank
+        return order[slot::slots]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        slot, slots = worker_slot(self.rank, self.world)
+        rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
+        q = self.epoch
+        while True:
+            for sample in shuffle_buffer(read_tar_samples(self.shards_for_pass(q, slot, slots)), self.buffer, rng):
+                img, label = decode_sample(sample)
+                yield random_crop_flip(img, self.crop, rng), label
+            q += 1
+
+
+class EvalShards(IterableDataset):
+    """Every sample of `urls` once across all ranks and workers; full 256x256 images."""
+
+    def __init__(self, urls: list[str], rank: int = 0, world: int = 1, limit: int | None = None):
+        self.urls, self.rank, self.world, self.limit = list(urls), rank, world, limit
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        slot, slots = worker_slot(self.rank, self.world)
+        for n, sample in enumerate(read_tar_samples(self.urls[slot::slots])):
+            if self.limit is not None and n >= self.limit:
+                return
+            yield decode_sample(sample)
+
+
+def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> None:
+    if len(urls) < world * workers:
+        raise ValueError(
+            f"{root}: {len(urls)} train shards for {world} ranks x {workers} loader workers; every "
+            f"worker needs at least one (webdataset #188). Use --workers {max(1, len(urls) // world)} "
+            f"or re-shard with a smaller --shard-size.")
+
+
+def make_loader(dataset: IterableDataset, batch_size: int, workers: int, pin: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
+                      prefetch_factor=4 if workers else None, persistent_workers=False)
