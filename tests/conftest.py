@@ -13,3 +13,20 @@ def kaggle_src(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("kaggle")
     planted = write_kaggle(root)
     return root, planted
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """3 learnable classes in the Kaggle layout -> shards + stats, through the real prep path."""
+    from prep.compute_stats import compute_rgb_stats
+    from prep.config import PrepConfig
+    from prep.detect_layout import read_source
+    from prep.synthetic import write_synthetic_kaggle
+    from prep.write_shards import write_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_synthetic_kaggle(root / "src", classes=3, train_per_class=16, val_per_class=4, seed=1)
+    out = root / "shards"
+    write_dataset(read_source(root / "src", None), PrepConfig(src=root / "src", shard_size=8, workers=2), out)
+    compute_rgb_stats(out, workers=2)
+    return out

@@ -28,6 +28,8 @@ EXPECTED_SIZE = 256  # prep's patch side (§2)
 
 def read_tar_samples(urls: list[str]) -> Iterator[dict]:
     """Raw samples of the given shards; webdataset's reader (files, pipe:, http URLs)."""
+    if not urls:  # an eval worker with no shard of its own (SimpleShardList rejects [])
+        return iter(())
     return iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
 
 

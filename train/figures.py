@@ -83,6 +83,17 @@ def load_images(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(images), torch.tensor(labels)
 
 
+def pick_spread(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Up to n indices, cycling over classes so that the figure shows several."""
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels.tolist()):
+        by_class.setdefault(label, []).append(i)
+    order = []
+    for depth in range(max(len(v) for v in by_class.values())):
+        order += [v[depth] for v in by_class.values() if depth < len(v)]
+    return torch.tensor(order[:n])
+
+
 @torch.no_grad()
 def fc7_features(model, images: torch.Tensor, normalizer, device, crop: int, batch: int = 64):
     model.eval()
@@ -117,7 +128,9 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, normalizer
     training images whose fc7 activations are nearest (from the first `pool_size`)."""
     split = "val" if "val" in manifest.splits and manifest.splits["val"].samples else "holdout"
     names = class_labels(manifest)
-    queries, q_labels = load_images(manifest.shard_paths(shards, split), n_queries)
+    candidates, c_labels = load_images(manifest.shard_paths(shards, split), 25 * n_queries)
+    chosen = pick_spread(c_labels, n_queries)
+    queries, q_labels = candidates[chosen], c_labels[chosen]
     pool, _ = load_images(manifest.shard_paths(shards, "train"), pool_size)
     q_feats, q_probs = fc7_features(model, queries, normalizer, device, crop)
     p_feats, _ = fc7_features(model, pool, normalizer, device, crop)
@@ -127,10 +140,13 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, normalizer
     for j in range(len(queries)):
         _show(axes[0, j], centre_crop(queries[j], crop), names[int(q_labels[j])])
         ax = axes[1, j]
-        bars = values[j].numpy()[::-1]
-        colours = ["tab:red" if int(c) == int(q_labels[j]) else "tab:blue" for c in indices[j].flip(0)]
-        ax.barh(range(len(bars)), bars, color=colours)
-        ax.set_yticks(range(len(bars)), [names[int(c)] for c in indices[j].flip(0)], fontsize=6)
+        bars = values[j].numpy()[::-1]  # most probable on top, as in Figure 4
+        classes = [int(c) for c in indices[j].flip(0)]
+        ax.barh(range(len(bars)), bars, color=["tab:red" if c == int(q_labels[j]) else "tab:blue" for c in classes])
+        for row, c in enumerate(classes):  # names inside the panel; the true class in red
+            ax.text(0.02, row, names[c][:18], va="center", fontsize=6,
+                    color="darkred" if c == int(q_labels[j]) else "black")
+        ax.set_yticks([])
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=6)
     left = _to_png(fig)

@@ -11,7 +11,8 @@ Deviations from the paper, each deliberate:
   the paper says only "the first two fully-connected layers".
 - Weight decay is applied to weights, not biases (cuda-convnet's layer params); the paper's
   update rule (§5) does not say.
-- `init_weights(model, "caffe")` uses bias 0.1 instead of 1 (see README for which trains).
+- The default initialisation is "caffe": bias 0.1 where §5 says 1. With 1, §5's SGD diverged
+  in bench/compare_init.py (README, "Initialisation"); `--init paper` gives the paper's.
 - LRN is computed as a 5-term shifted sum over channels (exactly the §3.3 formula), which
   torch.compile fuses; nn.LocalResponseNorm gives the same values (tests/test_model.py).
 """
@@ -38,12 +39,14 @@ class LocalResponseNorm(nn.Module):
         self.n, self.k, self.alpha, self.beta = n, k, alpha, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sq = x.float().square()  # sum of squares in fp32 even under bf16 autocast
+        # at least fp32: a bf16 sum of squares would lose the small alpha * sum term
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        sq = xf.square()
         half = self.n // 2
         padded = F.pad(sq, (0, 0, 0, 0, half, self.n - 1 - half))  # zero channels at both ends
         channels = x.shape[1]
         window = sum(padded[:, j:j + channels] for j in range(self.n))
-        return (x.float() / (self.k + self.alpha * window).pow(self.beta)).to(x.dtype)
+        return (xf / (self.k + self.alpha * window).pow(self.beta)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, k={self.k}, alpha={self.alpha}, beta={self.beta}"
@@ -92,7 +95,7 @@ def init_weights(model: AlexNet, scheme: str = "paper") -> None:
             nn.init.constant_(module.bias, INIT_BIAS[scheme] if name in ONE_BIAS_LAYERS else 0.0)
 
 
-def build_model(num_classes: int, dropout: float = 0.5, init: str = "paper") -> AlexNet:
+def build_model(num_classes: int, dropout: float = 0.5, init: str = "caffe") -> AlexNet:
     model = AlexNet(num_classes, dropout)
     init_weights(model, init)
     return model

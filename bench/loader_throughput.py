@@ -1,0 +1,77 @@
+"""Loader throughput per core vs bare JPEG decoding of the same shards, in one run.
+
+    python bench/loader_throughput.py --shards demo/shards
+
+  bare decode (torchvision)  read tar samples + torchvision.io.decode_jpeg, one process
+  bare decode (PIL)          the same with PIL (what stock pipelines use), one process
+  loader, W workers          the production TrainStream (shuffle buffer, decode, random crop,
+                             flip) through a DataLoader into batches, per worker process
+The ratio loader/bare is the loader's overhead; the goal is >= 0.8.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import decode_jpeg
+
+from shared.manifest import read_manifest
+from train.data import TrainStream, make_loader, read_tar_samples
+
+
+def cycle_samples(urls: list[str]):
+    while True:
+        yield from read_tar_samples(urls)
+
+
+def bare_decode(urls: list[str], n: int, decoder: str) -> float:
+    samples = cycle_samples(urls)
+    start = time.perf_counter()
+    for sample in itertools.islice(samples, n):
+        if decoder == "torchvision":
+            decode_jpeg(torch.frombuffer(bytearray(sample["jpg"]), dtype=torch.uint8))
+        else:
+            np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"))
+    return n / (time.perf_counter() - start)
+
+
+def loader_rate(urls: list[str], n: int, batch: int, workers: int) -> float:
+    stream = TrainStream(urls, 224, 1000, seed=0)
+    batches = iter(make_loader(stream, batch, workers, pin=False))
+    next(batches)  # workers started and buffers filled once
+    steps = max(1, n // batch)
+    start = time.perf_counter()
+    for _ in itertools.islice(batches, steps):
+        pass
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shards", type=Path, required=True)
+    ap.add_argument("--images", type=int, default=2000, help="images per measurement")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    urls = read_manifest(args.shards).shard_paths(args.shards, "train")
+    rows = [("bare decode (torchvision), 1 process", bare_decode(urls, args.images, "torchvision"), 1),
+            ("bare decode (PIL), 1 process", bare_decode(urls, args.images, "pil"), 1)]
+    for w in args.workers:
+        rows.append((f"loader, {w} worker(s)", loader_rate(urls, args.images, args.batch_size, w), w))
+    base = rows[0][1]
+    print(f"{len(urls)} train shards from {args.shards}; {args.images} images per row\n")
+    print("| pipeline | images/s | images/s per worker core | vs bare torchvision decode (per core) |")
+    print("|---|---|---|---|")
+    for name, rate, cores in rows:
+        print(f"| {name} | {rate:.0f} | {rate / cores:.0f} | {rate / cores / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

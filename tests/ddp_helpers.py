@@ -1,0 +1,73 @@
+"""Functions run in spawned processes by tests/test_distributed.py (gloo, CPU)."""
+import itertools
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from train.augment import Normalizer
+from train.config import TrainConfig
+from train.data import EvalShards, make_loader
+from train.distributed import Dist
+from train.loop import evaluate, load_dataset, train_one_epoch
+from train.model import build_model
+from train.optim import build_optimizer
+
+STEPS = 4
+
+
+def fixed_batch(shards: Path, n: int):
+    manifest, _ = load_dataset(TrainConfig(shards=shards))
+    images, labels = zip(*itertools.islice(EvalShards(manifest.shard_paths(shards, "train")), n))
+    return torch.stack([img[:, 16:240, 16:240] for img in images]), torch.tensor(labels)
+
+
+def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) -> dict:
+    """STEPS steps on one fixed global batch, this rank's slice of it; deterministic
+    (no dropout, no lighting noise)."""
+    torch.manual_seed(0)
+    manifest, stats = load_dataset(TrainConfig(shards=shards))
+    images, labels = fixed_batch(shards, global_batch)
+    per = global_batch // world
+    local = (images[rank * per:(rank + 1) * per], labels[rank * per:(rank + 1) * per])
+    model = build_model(manifest.num_classes, dropout=0.0, init="caffe")
+    net = DistributedDataParallel(model) if world > 1 else model
+    opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)
+    norm = Normalizer(stats, 0.0, False, torch.device("cpu"))
+    d = Dist(rank, world)
+    losses = [train_one_epoch(net, opt, itertools.repeat(local), 1, norm, torch.Generator(), torch.device("cpu"),
+                              torch.autocast("cpu", enabled=False), d, step)["loss"] for step in range(STEPS)]
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return {"losses": losses, "checksum": float(flat.double().sum()), "flat": flat}
+
+
+def evaluate_sharded(shards: Path, rank: int, world: int) -> dict:
+    torch.manual_seed(0)
+    manifest, stats = load_dataset(TrainConfig(shards=shards))
+    model = build_model(manifest.num_classes)
+    norm = Normalizer(stats, 0.0, False, torch.device("cpu"))
+    out = {}
+    for split in ("holdout", "val"):
+        loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rank, world), 8, 2, False)
+        out[split] = evaluate(model, loader, norm, torch.device("cpu"), 224, 10,
+                              torch.autocast("cpu", enabled=False), Dist(rank, world))
+    return out
+
+
+def worker(rank: int, world: int, shards: str, out_dir: str, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = train_fixed_batch(Path(shards), rank, world, 8)
+        gathered = [torch.zeros_like(result["flat"]) for _ in range(world)]
+        dist.all_gather(gathered, result["flat"])
+        identical = all(torch.equal(gathered[0], g) for g in gathered)
+        evals = evaluate_sharded(Path(shards), rank, world)
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(
+            {"losses": result["losses"], "identical": identical, "evals": evals}))
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,112 @@
+"""The loop end to end on generated shards: fast-dev-run, overfitting, exact resume, bad input."""
+import itertools
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from shared.shards import Sample, ShardWriter
+from train.augment import Normalizer
+from train.checkpoint import load_checkpoint
+from train.cli import app
+from train.config import TrainConfig
+from train.data import EvalShards, check_shard_count, decode_sample, read_tar_samples
+from train.distributed import Dist
+from train.loop import load_dataset, train, train_one_epoch
+from train.model import build_model
+from train.optim import build_optimizer
+
+SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
+
+
+def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
+    result = CliRunner().invoke(app, ["--shards", str(tiny_shards), "--fast-dev-run", "--batch-size", "8",
+                                      "--workers", "2", "--logdir", str(tmp_path), "--run-name", "dev"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "dev"
+    for name in ("config.json", "metrics.jsonl", "results.json", "last.pt", "best.pt",
+                 "figure3_kernels.png", "figure4_top5.png", "figure4_neighbours.png"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["batch_size"] == 8 and config["git"]
+    assert config["config"]["momentum"] == 0.9 and config["config"]["learn_rate"] == 0.01
+    results = json.loads((run / "results.json").read_text())
+    assert results["split"] == "val" and 0 <= results["error@1"] <= 1
+    assert list(run.glob("events.out.tfevents*"))
+    assert "| imagenet | val |" in result.output
+
+
+def test_loop_overfits_a_tiny_batch(tiny_shards):
+    manifest, stats = load_dataset(TrainConfig(shards=tiny_shards))
+    images, labels = zip(*itertools.islice(EvalShards(manifest.shard_paths(tiny_shards, "train")), 6))
+    batch = (torch.stack([img[:, 16:240, 16:240] for img in images]), torch.tensor(labels))
+    torch.manual_seed(0)
+    model = build_model(manifest.num_classes, dropout=0.0, init="caffe")
+    opt = build_optimizer(model, "adam", 1e-4, 0.9, 0.0)
+    norm = Normalizer(stats, 0.0, False, torch.device("cpu"))
+    first = train_one_epoch(model, opt, itertools.repeat(batch), 1, norm, torch.Generator(), torch.device("cpu"),
+                            torch.autocast("cpu", enabled=False), Dist(), 0)
+    last = train_one_epoch(model, opt, itertools.repeat(batch), 30, norm, torch.Generator(), torch.device("cpu"),
+                           torch.autocast("cpu", enabled=False), Dist(), 1)
+    assert first["loss"] > 0.5
+    with torch.no_grad():
+        model.eval()
+        loss = torch.nn.functional.cross_entropy(model(norm(batch[0])), batch[1])
+    assert loss < 0.05
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_weights(tiny_shards, tmp_path):
+    base = TrainConfig(shards=tiny_shards, epochs=2, steps_per_epoch=2, logdir=tmp_path, **SMALL)
+    train(replace(base, run_name="straight"))
+    train(replace(base, run_name="first", epochs=1))
+    train(replace(base, run_name="resumed", resume=tmp_path / "first" / "last.pt"))
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 1
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(s1["velocity"], s2["velocity"])
+
+
+def test_corrupt_sample_names_shard_and_key(tmp_path):
+    path = tmp_path / "train-000000.tar"
+    with ShardWriter(path) as w:
+        w.write(Sample("n01440764_1", b"\xff\xd8 not really a jpeg", 0, {}))
+    sample = next(read_tar_samples([str(path)]))
+    with pytest.raises(ValueError, match=r"train-000000.tar: sample 'n01440764_1': cannot be decoded"):
+        decode_sample(sample)
+
+
+def test_missing_stats_and_class_mismatch(tiny_shards, tmp_path):
+    copy = tmp_path / "nostats"
+    shutil.copytree(tiny_shards, copy)
+    (copy / "stats.json").unlink()
+    with pytest.raises(FileNotFoundError, match="alexnet-prep stats"):
+        load_dataset(TrainConfig(shards=copy))
+    ckpt = tmp_path / "c.pt"
+    from train.checkpoint import save_checkpoint
+    from train.optim import build_schedule
+
+    model = build_model(7)
+    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
+    save_checkpoint(ckpt, model=model, optimizer=opt, schedule=build_schedule(opt, 1, 3, 0.01), epoch=0,
+                    config=TrainConfig().to_dict(), num_classes=7, best_error=1.0, metrics={})
+    with pytest.raises(ValueError, match="trained for 7 classes but the dataset has 3"):
+        train(TrainConfig(shards=tiny_shards, resume=ckpt, logdir=tmp_path, **SMALL))
+
+
+def test_too_few_shards_refused(tmp_path):
+    with pytest.raises(ValueError, match="6 train shards for 2 ranks x 4 loader workers"):
+        check_shard_count([f"s{i}" for i in range(6)], 2, 4, Path("x"))
+
+
+def test_help_cites_the_paper():
+    out = CliRunner().invoke(app, ["--help"]).output
+    for section in ("§5", "§4.1", "§4.2", "§2"):
+        assert section in out
