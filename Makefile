@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	@# headers; without them we keep stock Pillow and the code warns at run time.
 	@if command -v cc >/dev/null; then \
 	  flags=""; grep -q avx2 /proc/cpuinfo 2>/dev/null && flags="-mavx2"; \
-	  $(PY) -m pip uninstall -q -y pillow && \
-	  CC="cc $$flags" $(PY) -m pip install -q --no-binary :all: pillow-simd \
+	  $(PY) -m pip uninstall -q -y pillow pillow-simd; \
+	  CC="cc $$flags" $(PY) -m pip install -q --force-reinstall --no-deps --no-binary :all: pillow-simd \
 	  || { echo "WARNING: pillow-simd failed to build; falling back to stock Pillow (slower prep)"; \
 	       $(PY) -m pip install -q pillow; }; \
 	else echo "WARNING: no C compiler: using stock Pillow instead of pillow-simd (slower prep)"; fi

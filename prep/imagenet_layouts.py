@@ -103,7 +103,10 @@ def read_kaggle_imagenet(src: Path) -> Source:
     test_dir = base / "test"
     if test_dir.is_dir():
         ignored.append({"path": relative(test_dir, src), "reason": "Kaggle test set has no labels"})
-    return Source("imagenet", "kaggle-imagenet", src, classes, items, skipped, ignored)
+    # ILSVRC-2012 has 1000 classes; a Kaggle-layout folder with others (e.g. `alexnet-prep
+    # synth`) must not be reported beside the paper's ImageNet figures.
+    task = "imagenet" if len(classes) == 1000 else f"kaggle-{len(classes)}-classes"
+    return Source(task, "kaggle-imagenet", src, classes, items, skipped, ignored)
 
 
 def read_kaggle_solution(path: Path) -> dict[str, str]:

@@ -37,7 +37,7 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["split"] == "val" and 0 <= results["error@1"] <= 1
     assert list(run.glob("events.out.tfevents*"))
-    assert "| imagenet | val |" in result.output
+    assert "| kaggle-3-classes | val |" in result.output
 
 
 def test_loop_overfits_a_tiny_batch(tiny_shards):
