@@ -30,8 +30,8 @@ def run(scheme: str, args, manifest, stats) -> tuple[list[float], dict]:
     model = build_model(manifest.num_classes, cfg.dropout, scheme).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, args.optimizer, lr, cfg.momentum, cfg.weight_decay)
     norm = Normalizer(stats, cfg.pca_std, False, torch.device("cpu"))
-    stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 200, args.seed)
-    batches = iter(make_loader(stream, args.batch_size, args.workers, False))
+    stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 200, args.seed, batch_size=args.batch_size)
+    batches = iter(make_loader(stream, None, args.workers, False))
     gen = torch.Generator().manual_seed(args.seed)
     losses = []
     for chunk in range(args.steps // args.every):

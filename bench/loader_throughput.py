@@ -41,10 +41,12 @@ def bare_decode(urls: list[str], n: int, decoder: str) -> float:
     return n / (time.perf_counter() - start)
 
 
-def loader_rate(urls: list[str], n: int, batch: int, workers: int) -> float:
-    stream = TrainStream(urls, 224, 1000, seed=0)
-    batches = iter(make_loader(stream, batch, workers, pin=False))
-    next(batches)  # workers started and buffers filled once
+def loader_rate(urls: list[str], n: int, batch: int, workers: int, buffer: int) -> float:
+    stream = TrainStream(urls, 224, buffer, seed=0, batch_size=batch)
+    batches = iter(make_loader(stream, None, workers, pin=False))
+    # warm-up: every worker started and its shuffle buffer filled (a one-off per epoch)
+    for _ in range(workers * (-(-buffer // batch) + 1)):
+        next(batches)
     steps = max(1, n // batch)
     start = time.perf_counter()
     for _ in itertools.islice(batches, steps):
@@ -55,7 +57,8 @@ def loader_rate(urls: list[str], n: int, batch: int, workers: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", type=Path, required=True)
-    ap.add_argument("--images", type=int, default=2000, help="images per measurement")
+    ap.add_argument("--images", type=int, default=6000, help="images per measurement")
+    ap.add_argument("--buffer", type=int, default=1000, help="shuffle buffer per worker")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
@@ -64,9 +67,10 @@ def main() -> None:
     rows = [("bare decode (torchvision), 1 process", bare_decode(urls, args.images, "torchvision"), 1),
             ("bare decode (PIL), 1 process", bare_decode(urls, args.images, "pil"), 1)]
     for w in args.workers:
-        rows.append((f"loader, {w} worker(s)", loader_rate(urls, args.images, args.batch_size, w), w))
+        rows.append((f"loader, {w} worker(s)", loader_rate(urls, args.images, args.batch_size, w, args.buffer), w))
     base = rows[0][1]
-    print(f"{len(urls)} train shards from {args.shards}; {args.images} images per row\n")
+    print(f"{len(urls)} train shards from {args.shards}; {args.images} images per row; "
+          f"batch {args.batch_size}, shuffle buffer {args.buffer}\n")
     print("| pipeline | images/s | images/s per worker core | vs bare torchvision decode (per core) |")
     print("|---|---|---|---|")
     for name, rate, cores in rows:

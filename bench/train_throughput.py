@@ -69,11 +69,12 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
 
     synthetic = (torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device),
-                 torch.randint(0, manifest.num_classes, (batch,), device=device))
+                 torch.randint(0, manifest.num_classes, (batch,), device=device),
+                 torch.rand(batch, device=device) < 0.5)
     a = timed_steps(net, opt, itertools.repeat(synthetic), steps, warmup, norm, device, amp) * batch
 
-    stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0)
-    batches = iter(make_loader(stream, batch, workers, pin=cuda))
+    stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0, batch_size=batch)
+    batches = iter(make_loader(stream, None, workers, pin=cuda))
     b = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
     del batches
 

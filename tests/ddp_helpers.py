@@ -32,7 +32,7 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
     manifest, stats = load_dataset(TrainConfig(shards=shards))
     images, labels = fixed_batch(shards, global_batch)
     per = global_batch // world
-    local = (images[rank * per:(rank + 1) * per], labels[rank * per:(rank + 1) * per])
+    local = (images[rank * per:(rank + 1) * per], labels[rank * per:(rank + 1) * per], None)
     model = build_model(manifest.num_classes, dropout=0.0, init="caffe")
     net = DistributedDataParallel(model) if world > 1 else model
     opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)

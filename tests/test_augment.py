@@ -55,12 +55,13 @@ def test_batched_device_path_equals_per_image_reference():
     norm = Normalizer(stats, 0.1, False, torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
-    rng = random.Random(3)
+    rng = random.Random(5)
     draws = [(rng.randint(0, 32), rng.randint(0, 32), rng.random() < 0.5) for _ in images]
-    crops = torch.stack([(img[:, t:t + 224, l:l + 224].flip(-1) if f else img[:, t:t + 224, l:l + 224])
-                         for img, (t, l, f) in zip(images, draws)])
+    crops = torch.stack([img[:, t:t + 224, l:l + 224] for img, (t, l, _) in zip(images, draws)])
+    flips = torch.tensor([f for _, _, f in draws])
+    assert flips.any() and not flips.all()
     alphas = norm.draw_alphas(4, gen)
-    batched = norm(crops, alphas)
+    batched = norm(crops, alphas, flips)  # the loader defers mirroring to the device
     assert batched.is_contiguous(memory_format=torch.channels_last)
     for i, (img, (t, l, f)) in enumerate(zip(images, draws)):
         ref = augment_one_reference(img, t, l, f, alphas[i], stats)

@@ -43,7 +43,7 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
 def test_loop_overfits_a_tiny_batch(tiny_shards):
     manifest, stats = load_dataset(TrainConfig(shards=tiny_shards))
     images, labels = zip(*itertools.islice(EvalShards(manifest.shard_paths(tiny_shards, "train")), 6))
-    batch = (torch.stack([img[:, 16:240, 16:240] for img in images]), torch.tensor(labels))
+    batch = (torch.stack([img[:, 16:240, 16:240] for img in images]), torch.tensor(labels), None)
     torch.manual_seed(0)
     model = build_model(manifest.num_classes, dropout=0.0, init="caffe")
     opt = build_optimizer(model, "adam", 1e-4, 0.9, 0.0)

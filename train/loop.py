@@ -86,11 +86,11 @@ def train_one_epoch(model, optimizer, batches, steps: int, normalizer: Normalize
     images_seen, start = 0, time.perf_counter()
     bar = tqdm(itertools.islice(batches, steps), total=steps, desc=f"epoch {epoch}", leave=False,
                disable=not d.is_main, file=sys.stderr)
-    for step, (images, labels) in enumerate(bar):
+    for step, (images, labels, flips) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         alphas = normalizer.draw_alphas(len(images), generator)
         with amp:
-            loss = F.cross_entropy(model(normalizer(images, alphas)), labels)
+            loss = F.cross_entropy(model(normalizer(images, alphas, flips)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -171,7 +171,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     amp = autocast_for(device, cfg.precision)
     normalizer = Normalizer(stats, cfg.pca_std, cfg.normalize == "std", device)
     pin = device.type == "cuda"
-    stream = TrainStream(train_urls, cfg.crop, cfg.shuffle_buffer, cfg.seed, d.rank, d.world)
+    stream = TrainStream(train_urls, cfg.crop, cfg.shuffle_buffer, cfg.seed, d.rank, d.world, local_batch)
     holdout = eval_loader(manifest, cfg, "holdout", d, cfg.workers, pin)
 
     run = writer = None
@@ -188,7 +188,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     for epoch in range(start_epoch, epochs):
         stream.epoch = epoch
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # PCA lighting draws
-        batches = iter(make_loader(stream, local_batch, cfg.workers, pin))
+        batches = iter(make_loader(stream, None, cfg.workers, pin))
         train_metrics = train_one_epoch(net, optimizer, batches, steps, normalizer, generator, device, amp,
                                         d, epoch)
         del batches  # shuts the epoch's workers down

@@ -1,0 +1,46 @@
+"""The shard stream: shard split per pass, determinism per epoch, batch contents."""
+import itertools
+
+import torch
+
+from shared.manifest import read_manifest
+from shared.shards import iter_shard
+from train.data import EvalShards, TrainStream, make_loader
+
+
+def test_each_pass_splits_shards_exactly_over_all_slots():
+    urls = [f"s{i}" for i in range(11)]
+    stream = TrainStream(urls, 224, 10, seed=3)
+    for q in range(3):
+        parts = [stream.shards_for_pass(q, slot, 4) for slot in range(4)]
+        assert sorted(itertools.chain(*parts)) == sorted(urls)
+    assert stream.shards_for_pass(0, 0, 1) != stream.shards_for_pass(1, 0, 1)  # reshuffled each pass
+
+
+def test_batches_are_deterministic_per_epoch_and_labelled(tiny_shards):
+    manifest = read_manifest(tiny_shards)
+    urls = manifest.shard_paths(tiny_shards, "train")
+    labels_by_crop = {}
+    for s in (x for u in urls for x in iter_shard(u)):
+        labels_by_crop[s.key] = s.label
+
+    def first_batches(epoch, workers):
+        stream = TrainStream(urls, 224, 16, seed=1, batch_size=8)
+        stream.epoch = epoch
+        return list(itertools.islice(iter(make_loader(stream, None, workers, False)), 3))
+
+    a, b, c = first_batches(0, 2), first_batches(0, 2), first_batches(1, 2)
+    for (xa, ya, fa), (xb, yb, fb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(fa, fb)
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+    images, labels, flips = a[0]
+    assert images.shape == (8, 3, 224, 224) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and flips.dtype == torch.bool
+    assert set(labels.tolist()) <= set(labels_by_crop.values())
+
+
+def test_eval_shards_yield_every_sample_once_across_workers(tiny_shards):
+    manifest = read_manifest(tiny_shards)
+    urls = manifest.shard_paths(tiny_shards, "train")
+    seen = sum(len(y) for _, y in make_loader(EvalShards(urls), 5, 3, False))
+    assert seen == manifest.splits["train"].samples
