@@ -55,9 +55,15 @@ class Manifest:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def shard_paths(self, root: str | os.PathLike, split: str) -> list[str]:
+    def shard_paths(self, root: str | os.PathLike, split: str, url_template: str | None = None) -> list[str]:
+        """Local paths under `root`, or `url_template.format(name=...)` per shard, e.g.
+        "pipe:aws s3 cp s3://bucket/imagenet/{name} -" (webdataset reads pipe: and http URLs)."""
         if split not in self.splits:
             raise KeyError(f"{Path(root) / MANIFEST_NAME}: no split {split!r}; it has {sorted(self.splits)}")
+        if url_template is not None:
+            if "{name}" not in url_template:
+                raise ValueError(f"shard URL template {url_template!r} lacks '{{name}}'")
+            return [url_template.format(name=name) for name in self.splits[split].shards]
         return [str(Path(root) / name) for name in self.splits[split].shards]
 
     def to_dict(self) -> dict:

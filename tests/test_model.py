@@ -72,3 +72,16 @@ def test_init_section_5(scheme, one):
         assert torch.all(layer.bias == expected), name
     with pytest.raises(ValueError, match="expected one of"):
         init_weights(model, "kaiming")
+
+
+@pytest.mark.slow
+def test_compiled_forward_equals_eager():
+    """The fast path (torch.compile, channels_last, our LRN) computes the same function."""
+    torch.manual_seed(0)
+    model = build_model(10).eval()
+    x = torch.randn(2, 3, 224, 224) * 50
+    compiled = torch.compile(model.to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        eager = model(x)
+        fast = compiled(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-5)

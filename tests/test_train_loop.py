@@ -110,3 +110,13 @@ def test_help_cites_the_paper():
     out = CliRunner().invoke(app, ["--help"]).output
     for section in ("§5", "§4.1", "§4.2", "§2"):
         assert section in out
+
+
+def test_shards_read_through_pipe_urls(tiny_shards, tmp_path):
+    """Shards streamed by a command (as from object storage); manifest and stats stay local."""
+    cfg = TrainConfig(shards=tiny_shards, shard_urls=f"pipe:cat {tiny_shards}/{{name}}", fast_dev_run=True,
+                      logdir=tmp_path, run_name="pipe", **SMALL)
+    results = train(cfg)
+    assert results["samples"] > 0 and (tmp_path / "pipe" / "results.json").is_file()
+    with pytest.raises(ValueError, match="lacks '\\{name\\}'"):
+        train(replace(cfg, shard_urls="pipe:cat x"))

@@ -31,6 +31,9 @@ def train_command(
     ctx: typer.Context,
     shards: Optional[Path] = typer.Option(None, help="Dataset folder from alexnet-prep (manifest.json, stats.json)."),
     task: Optional[str] = typer.Option(None, help=f"Shortcut for --shards shards/<task>: {'|'.join(TASKS)}."),
+    shard_urls: Optional[str] = typer.Option(None, help="Read shards from URLs, '{name}' = shard file name, "
+                                             "e.g. 'pipe:aws s3 cp s3://b/imagenet/{name} -'; manifest and "
+                                             "stats still come from --shards."),
     preset: Optional[str] = typer.Option(None, help=f"Named overrides: {', '.join(PRESETS)} (demo: 2 CPU cores, ~5 min)."),
     epochs: Optional[int] = typer.Option(None, help=f"§5: ~90 passes [{D.epochs}]."),
     batch_size: Optional[int] = typer.Option(None, help=f"§5: global batch, split over ranks [{D.batch_size}]."),

@@ -12,6 +12,7 @@ DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the reference implementation's
 @dataclass
 class TrainConfig:
     shards: Path | None = None  # dataset folder written by alexnet-prep
+    shard_urls: str | None = None  # read shards from "...{name}..." URLs; manifest/stats from `shards`
     task: str | None = None  # shortcut for --shards shards/<task>
     epochs: int = 90  # §5: "roughly 90 cycles through the training set"
     batch_size: int = 128  # §5: 128 examples, GLOBAL (split across ranks; see README)

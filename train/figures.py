@@ -123,15 +123,15 @@ def _to_png(fig) -> np.ndarray:
 
 def write_prediction_figures(model, manifest: Manifest, shards: Path, normalizer, device, crop: int,
                              run: Path, writer=None, n_queries: int = 8, k: int = 6,
-                             pool_size: int = 2000) -> list[Path]:
+                             pool_size: int = 2000, url_template: str | None = None) -> list[Path]:
     """Figure 4: left, top-5 for `n_queries` eval images; right, each query and the `k`
     training images whose fc7 activations are nearest (from the first `pool_size`)."""
     split = "val" if "val" in manifest.splits and manifest.splits["val"].samples else "holdout"
     names = class_labels(manifest)
-    candidates, c_labels = load_images(manifest.shard_paths(shards, split), 25 * n_queries)
+    candidates, c_labels = load_images(manifest.shard_paths(shards, split, url_template), 25 * n_queries)
     chosen = pick_spread(c_labels, n_queries)
     queries, q_labels = candidates[chosen], c_labels[chosen]
-    pool, _ = load_images(manifest.shard_paths(shards, "train"), pool_size)
+    pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), pool_size)
     q_feats, q_probs = fc7_features(model, queries, normalizer, device, crop)
     p_feats, _ = fc7_features(model, pool, normalizer, device, crop)
     values, indices = top5(q_probs)

@@ -121,7 +121,7 @@ def load_dataset(cfg: TrainConfig) -> tuple[Manifest, Normalizer | None]:
 
 
 def eval_loader(manifest, cfg, split, d: Dist, workers: int, pin: bool):
-    urls = manifest.shard_paths(cfg.shards, split)
+    urls = manifest.shard_paths(cfg.shards, split, cfg.shard_urls)
     limit = FAST_DEV_STEPS * cfg.eval_batch_size if cfg.fast_dev_run else None
     dataset = EvalShards(urls, d.rank, d.world, limit)
     return make_loader(dataset, cfg.eval_batch_size, min(workers, max(1, len(urls) // d.world)), pin)
@@ -144,7 +144,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
     local_batch = cfg.batch_size // d.world
-    train_urls = manifest.shard_paths(cfg.shards, "train")
+    train_urls = manifest.shard_paths(cfg.shards, "train", cfg.shard_urls)
     check_shard_count(train_urls, d.world, max(1, cfg.workers), cfg.shards)
     steps = FAST_DEV_STEPS if cfg.fast_dev_run else (
         cfg.steps_per_epoch or max(1, manifest.splits["train"].samples // cfg.batch_size))
@@ -257,7 +257,8 @@ def final_evaluation(cfg, manifest, model, normalizer, device, amp, d: Dist, run
             log_scalars(writer, split, metrics, 0)
         results = write_results(run, manifest, cfg, metrics, split, wall_s, str(device), git_hash(), epochs)
         if cfg.figures:
-            write_prediction_figures(model, manifest, cfg.shards, normalizer, device, cfg.crop, run, writer)
+            write_prediction_figures(model, manifest, cfg.shards, normalizer, device, cfg.crop, run, writer,
+                                     url_template=cfg.shard_urls)
         print(f"{split} ({metrics['samples']} samples): 10-view error@1 {metrics['error@1']:.4f} "
               f"error@5 {metrics['error@5']:.4f}; centre crop error@1 {metrics['centre_error@1']:.4f} "
               f"error@5 {metrics['centre_error@5']:.4f}", file=sys.stderr)
