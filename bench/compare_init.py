@@ -16,7 +16,7 @@ import torch
 
 from train.augment import Normalizer
 from train.config import TrainConfig
-from train.data import EvalShards, TrainStream, make_loader
+from train.data import EvalShards, TrainStream, iterate_train_batches, make_loader
 from train.loop import evaluate, load_dataset, train_one_epoch
 from train.distributed import Dist
 from train.model import build_model
@@ -31,7 +31,7 @@ def run(scheme: str, args, manifest, stats) -> tuple[list[float], dict]:
     opt = build_optimizer(model, args.optimizer, lr, cfg.momentum, cfg.weight_decay)
     norm = Normalizer(stats, cfg.pca_std, False, torch.device("cpu"))
     stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 200, args.seed, batch_size=args.batch_size)
-    batches = iter(make_loader(stream, None, args.workers, False))
+    batches = iterate_train_batches(stream, args.workers, False)
     gen = torch.Generator().manual_seed(args.seed)
     losses = []
     for chunk in range(args.steps // args.every):

@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.io import decode_jpeg
 
 from shared.manifest import read_manifest
-from train.data import TrainStream, make_loader, read_tar_samples
+from train.data import TrainStream, iterate_train_batches, read_tar_samples
 
 
 def cycle_samples(urls: list[str]):
@@ -43,7 +43,7 @@ def bare_decode(urls: list[str], n: int, decoder: str) -> float:
 
 def loader_rate(urls: list[str], n: int, batch: int, workers: int, buffer: int) -> float:
     stream = TrainStream(urls, 224, buffer, seed=0, batch_size=batch)
-    batches = iter(make_loader(stream, None, workers, pin=False))
+    batches = iterate_train_batches(stream, workers, pin=False)
     # warm-up: every worker started and its shuffle buffer filled (a one-off per epoch)
     for _ in range(workers * (-(-buffer // batch) + 1)):
         next(batches)

@@ -20,7 +20,7 @@ import torch
 
 from train.augment import Normalizer
 from train.config import TrainConfig
-from train.data import EvalShards, TrainStream, make_loader
+from train.data import EvalShards, TrainStream, iterate_train_batches, make_loader
 from train.distributed import Dist
 from train.loop import autocast_for, evaluate, load_dataset, train_one_epoch
 from train.model import build_model
@@ -74,7 +74,7 @@ def main() -> None:
     a = timed_steps(net, opt, itertools.repeat(synthetic), steps, warmup, norm, device, amp) * batch
 
     stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0, batch_size=batch)
-    batches = iter(make_loader(stream, None, workers, pin=cuda))
+    batches = iterate_train_batches(stream, workers, pin=cuda)
     b = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
     del batches
 

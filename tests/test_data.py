@@ -5,7 +5,7 @@ import torch
 
 from shared.manifest import read_manifest
 from shared.shards import iter_shard
-from train.data import EvalShards, TrainStream, make_loader
+from train.data import POOL, EvalShards, TrainStream, iterate_train_batches, make_loader
 
 
 def test_each_pass_splits_shards_exactly_over_all_slots():
@@ -27,7 +27,7 @@ def test_batches_are_deterministic_per_epoch_and_labelled(tiny_shards):
     def first_batches(epoch, workers):
         stream = TrainStream(urls, 224, 16, seed=1, batch_size=8)
         stream.epoch = epoch
-        return list(itertools.islice(iter(make_loader(stream, None, workers, False)), 3))
+        return [tuple(t.clone() for t in b) for b in itertools.islice(iterate_train_batches(stream, workers, False), 3)]
 
     a, b, c = first_batches(0, 2), first_batches(0, 2), first_batches(1, 2)
     for (xa, ya, fa), (xb, yb, fb) in zip(a, b):
@@ -44,3 +44,22 @@ def test_eval_shards_yield_every_sample_once_across_workers(tiny_shards):
     urls = manifest.shard_paths(tiny_shards, "train")
     seen = sum(len(y) for _, y in make_loader(EvalShards(urls), 5, 3, False))
     assert seen == manifest.splits["train"].samples
+
+
+def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
+    """Many more batches than pooled buffers: a worker (recycling) gives exactly what the
+    in-process stream (fresh memory) gives, so no buffer is overwritten while in use."""
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
+    n = 3 * POOL
+
+    def batches(workers):
+        stream = TrainStream(urls, 224, 16, seed=2, batch_size=4)
+        out = []
+        for images, labels, flips in itertools.islice(iterate_train_batches(stream, workers, False), n):
+            out.append((images.clone(), labels, flips))  # consumed before the next request
+        return out
+
+    pooled, fresh = batches(1), batches(0)
+    assert len(pooled) == len(fresh) == n
+    for (a, la, fa), (b, lb, fb) in zip(pooled, fresh):
+        assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb)

@@ -68,9 +68,22 @@ def worker_slot(rank: int, world: int) -> tuple[int, int]:
     return rank * workers + worker, world * workers
 
 
+PREFETCH = 4  # batches queued per loader worker
+POOL = PREFETCH + 2  # + one held by the loop + one being filled
+
+
 class TrainStream(IterableDataset):
-    """Yields whole batches (uint8 crops, labels, mirror flags): each crop is copied once,
-    into the batch; mirroring happens on the device (Normalizer)."""
+    """Yields whole batches (uint8 crops, labels, mirror flags, pool slot): each crop is
+    copied once, into the batch; mirroring happens on the device (Normalizer).
+
+    Batch memory is recycled. Sending a fresh 19 MB batch from a worker cost ~14 ms
+    (new shared memory, first-touch page faults; ~110 us per image, as much as a third of
+    decoding it, bench/loader_throughput.py on 2 cores). Each worker therefore fills POOL
+    shared buffers in turn; `release_flags[slot]` is set by the worker when it fills one
+    and cleared by `iterate_train_batches` once the loop has asked for the next batch,
+    i.e. has finished with this one. With no free buffer the worker allocates a new one:
+    never a wait, never a buffer overwritten while in use.
+    """
 
     def __init__(self, urls: list[str], crop: int, buffer: int, seed: int, rank: int = 0, world: int = 1,
                  batch_size: int = 128):
@@ -78,6 +91,7 @@ class TrainStream(IterableDataset):
         self.batch_size = batch_size
         self.rank, self.world = rank, world
         self.epoch = 0
+        self.release_flags: torch.Tensor | None = None  # shared uint8 [workers * POOL]
 
     def shards_for_pass(self, q: int, slot: int, slots: int) -> list[str]:
         order = list(self.urls)
@@ -90,14 +104,15 @@ class TrainStream(IterableDataset):
             yield from shuffle_buffer(read_tar_samples(self.shards_for_pass(q, slot, slots)), self.buffer, rng)
             q += 1
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         slot, slots = worker_slot(self.rank, self.world)
         rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
         samples = self.samples(slot, slots, rng)
         b, c = self.batch_size, self.crop
-        in_worker = get_worker_info() is not None
+        info = get_worker_info()
+        pool: dict[int, torch.Tensor] = {}
         while True:
-            images = new_uint8_batch((b, 3, c, c), shared=in_worker)
+            flag, images = self._acquire(pool, info, (b, 3, c, c))
             out = images.numpy()  # numpy's strided copy is ~2x torch's for this slice
             labels, flips = [], []
             for i in range(b):
@@ -106,20 +121,42 @@ class TrainStream(IterableDataset):
                 out[i] = img.numpy()[:, top:top + c, left:left + c]
                 labels.append(label)
                 flips.append(flip)
-            yield images, torch.tensor(labels), torch.tensor(flips)
+            yield images, torch.tensor(labels), torch.tensor(flips), flag
+
+    def _acquire(self, pool: dict, info, shape) -> tuple[int, torch.Tensor]:
+        if info is None or self.release_flags is None:  # in-process: nothing to recycle safely
+            return -1, torch.empty(shape, dtype=torch.uint8)
+        for flag in range(info.id * POOL, (info.id + 1) * POOL):
+            if self.release_flags[flag] == 0:
+                self.release_flags[flag] = 1
+                if flag not in pool:
+                    pool[flag] = new_shared_uint8(shape)
+                return flag, pool[flag]
+        return -1, new_shared_uint8(shape)
 
 
-def new_uint8_batch(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
-    """In a loader worker, allocate straight in shared memory, as default_collate does: a
-    plain tensor is copied into shared memory when sent to the main process, which cost
-    ~15% of the loader's throughput (bench/loader_throughput.py, 2 cores)."""
+def new_shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
+    """Allocated straight in shared memory, as default_collate does in workers (a plain
+    tensor would be copied there when sent to the main process)."""
     numel = 1
     for n in shape:
         numel *= n
-    if shared and hasattr(torch.UntypedStorage, "_new_shared"):
+    if hasattr(torch.UntypedStorage, "_new_shared"):
         storage = torch.UntypedStorage._new_shared(numel)
         return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-    return torch.empty(shape, dtype=torch.uint8)
+    return torch.empty(shape, dtype=torch.uint8).share_memory_()
+
+
+def iterate_train_batches(stream: TrainStream, workers: int, pin: bool) -> Iterator[tuple]:
+    """(images, labels, flips) batches of `stream` from `workers` processes; each batch's
+    buffer is handed back to its worker when the next batch is requested."""
+    stream.release_flags = torch.zeros(max(1, workers) * POOL, dtype=torch.uint8).share_memory_()
+    held = -1
+    for images, labels, flips, flag in make_loader(stream, None, workers, pin):
+        if held >= 0:
+            stream.release_flags[held] = 0
+        held = int(flag)
+        yield images, labels, flips
 
 
 class EvalShards(IterableDataset):
@@ -147,4 +184,4 @@ def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> 
 def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, pin: bool) -> DataLoader:
     """batch_size None: the dataset yields whole batches itself (TrainStream)."""
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
-                      prefetch_factor=4 if workers else None, persistent_workers=False)
+                      prefetch_factor=PREFETCH if workers else None, persistent_workers=False)

@@ -21,7 +21,7 @@ from shared.stats import read_stats
 from .augment import Normalizer, centre_crop, ten_views
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, unwrap
 from .config import TrainConfig
-from .data import EvalShards, TrainStream, check_shard_count, make_loader
+from .data import EvalShards, TrainStream, check_shard_count, iterate_train_batches, make_loader
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
@@ -188,7 +188,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     for epoch in range(start_epoch, epochs):
         stream.epoch = epoch
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # PCA lighting draws
-        batches = iter(make_loader(stream, None, cfg.workers, pin))
+        batches = iterate_train_batches(stream, cfg.workers, pin)
         train_metrics = train_one_epoch(net, optimizer, batches, steps, normalizer, generator, device, amp,
                                         d, epoch)
         del batches  # shuts the epoch's workers down
