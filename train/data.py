@@ -112,16 +112,19 @@ class TrainStream(IterableDataset):
         info = get_worker_info()
         pool: dict[int, torch.Tensor] = {}
         while True:
-            flag, images = self._acquire(pool, info, (b, 3, c, c))
+            # HWC memory: libjpeg decodes to HWC (decode_jpeg returns a CHW *view* of it), so
+            # each crop row is one contiguous copy, and the batch arrives channels_last, the
+            # layout the model runs in. (A CHW batch made this a transposing copy.)
+            flag, images = self._acquire(pool, info, (b, c, c, 3))
             out = images.numpy()  # numpy's strided copy is ~2x torch's for this slice
             labels, flips = [], []
             for i in range(b):
                 img, label = decode_sample(next(samples))
                 top, left, flip = draw_crop(img.shape[1], img.shape[2], c, rng)
-                out[i] = img.numpy()[:, top:top + c, left:left + c]
+                out[i] = img.permute(1, 2, 0).numpy()[top:top + c, left:left + c]
                 labels.append(label)
                 flips.append(flip)
-            yield images, torch.tensor(labels), torch.tensor(flips), flag
+            yield images.permute(0, 3, 1, 2), torch.tensor(labels), torch.tensor(flips), flag
 
     def _acquire(self, pool: dict, info, shape) -> tuple[int, torch.Tensor]:
         if info is None or self.release_flags is None:  # in-process: nothing to recycle safely
