@@ -5,19 +5,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
-matplotlib.use("Agg")  # headless: files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+from shared.manifest import Manifest
 
-from shared.manifest import Manifest  # noqa: E402
-
-from .augment import centre_crop  # noqa: E402
-from .data import EvalShards  # noqa: E402
+from .augment import centre_crop
+from .data import EvalShards
 
 KERNEL_ZOOM = 4
 PER_ROW = 16
@@ -106,6 +102,16 @@ def fc7_features(model, images: torch.Tensor, normalizer, device, crop: int, bat
     return torch.cat(feats), torch.cat(probs)
 
 
+def _pyplot():
+    """matplotlib only where Figure 4 is drawn: training runs without it (--no-figures)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _show(ax, img: torch.Tensor, title: str = "", colour: str = "black") -> None:
     ax.imshow(img.permute(1, 2, 0).numpy())
     ax.set_xticks([])
@@ -117,7 +123,7 @@ def _show(ax, img: torch.Tensor, title: str = "", colour: str = "black") -> None
 def _to_png(fig) -> np.ndarray:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
@@ -135,6 +141,7 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, normalizer
     q_feats, q_probs = fc7_features(model, queries, normalizer, device, crop)
     p_feats, _ = fc7_features(model, pool, normalizer, device, crop)
     values, indices = top5(q_probs)
+    plt = _pyplot()
     fig, axes = plt.subplots(2, len(queries), figsize=(1.6 * len(queries), 3.6),
                              gridspec_kw={"height_ratios": [2, 1.6]}, squeeze=False)
     for j in range(len(queries)):

@@ -64,9 +64,11 @@ def evaluate(model, loader, normalizer: Normalizer, device, crop: int, views: in
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         crops = ten_views(images, crop) if views == 10 else [centre_crop(images, crop)]
         probs = 0
-        with amp:
-            for view in crops:
-                probs = probs + F.softmax(model(normalizer(view)).float(), dim=1)
+        for view in crops:
+            x = normalizer(view)
+            with amp:
+                logits = model(x)
+            probs = probs + F.softmax(logits.float(), dim=1)
         probs = probs / len(crops)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
@@ -89,8 +91,9 @@ def train_one_epoch(model, optimizer, batches, steps: int, normalizer: Normalize
     for step, (images, labels, flips) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         alphas = normalizer.draw_alphas(len(images), generator)
+        x = normalizer(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
         with amp:
-            loss = F.cross_entropy(model(normalizer(images, alphas, flips)), labels)
+            loss = F.cross_entropy(model(x), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
