@@ -36,20 +36,20 @@ def print_summary(manifest: Manifest, out: Path) -> None:
         typer.secho(f"  skipped  {len(manifest.skipped)} inputs (all listed in {out / MANIFEST_NAME}):",
                     fg="yellow", err=True)
         for skip in manifest.skipped[:SHOW_SKIPS]:
-            typer.echo(f"    {skip.path} [{skip.split}]: {skip.reason}", err=True)
+            typer.echo(f"    {skip.path} ({skip.split}): {skip.reason}", err=True)
 
 
 @app.command()
 def shard(
     src: Path = typer.Option(..., help="Raw dataset folder (layout auto-detected)."),
     task: Optional[str] = typer.Option(None, help=f"Force a layout: {'|'.join(TASKS)}."),
-    out: Optional[Path] = typer.Option(None, help="Output folder [default: shards/<task>]."),
-    workers: int = typer.Option(_DEFAULT.workers, help="Processes [default: all cores]."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: shards/<task>)."),
+    workers: int = typer.Option(_DEFAULT.workers, help="Processes (default: all cores)."),
     size: int = typer.Option(_DEFAULT.size, help="Patch side in px (§2: 256)."),
     quality: int = typer.Option(_DEFAULT.quality, help="JPEG quality of stored patches."),
     resample: str = typer.Option(_DEFAULT.resample, help="bilinear|bicubic|lanczos."),
     shard_size: int = typer.Option(_DEFAULT.shard_size, help="Samples per shard."),
-    holdout: Optional[int] = typer.Option(None, help="Holdout size taken from train [default: per task, <=10%]."),
+    holdout: Optional[int] = typer.Option(None, help="Holdout size taken from train (default: per task, <=10%)."),
     seed: int = typer.Option(_DEFAULT.seed, help="Seed of the holdout draw and train shuffle."),
     part: Optional[str] = typer.Option(None, help="k/N: write every N-th shard (k=1..N) on this machine."),
     allow_skips: bool = typer.Option(False, help="Exit 0 even if some inputs were skipped."),
@@ -79,7 +79,7 @@ def shard(
 
 @app.command()
 def stats(
-    shards: Optional[Path] = typer.Option(None, help="Dataset folder [default: every ./shards/* lacking stats]."),
+    shards: Optional[Path] = typer.Option(None, help="Dataset folder (default: every ./shards/* lacking stats)."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Processes."),
     mean_image: bool = typer.Option(True, help="Also save the 256x256 per-pixel mean image (cuda-convnet's)."),
 ):
