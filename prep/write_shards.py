@@ -24,6 +24,7 @@ import webdataset
 from PIL import Image
 from tqdm import tqdm
 
+from shared.json_files import write_json_atomic
 from shared.manifest import MANIFEST_NAME, Manifest, Skip, SplitInfo, write_manifest
 from shared.shards import SHARD_PATTERN, Sample, ShardWriter, shard_name
 from shared.stats import MEAN_IMAGE_NAME, STATS_NAME
@@ -134,14 +135,8 @@ def write_one_shard(args) -> tuple[str, int]:
             sample.meta["class"] = class_labels[item.label]
             writer.write(sample)
         record = {"name": task.name, "samples": writer.count, "skipped": skips}
-        _write_json_atomic(out / INFO_DIR / f"{task.name}.json", record)
+        write_json_atomic(out / INFO_DIR / f"{task.name}.json", record)
     return task.name, len(task.items)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
@@ -165,7 +160,7 @@ def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
             raise ValueError(f"{out} holds a partial run made with different inputs or parameters "
                              f"({', '.join(changed)}); pass --overwrite to start again")
     else:
-        _write_json_atomic(plan_path, fingerprint)
+        write_json_atomic(plan_path, fingerprint)
     for stale in out.glob("*.tmp"):
         stale.unlink()  # left by a killed run
 

@@ -2,10 +2,11 @@
 so its presence means every shard is complete."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .json_files import read_json, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "alexnet-shards/1"
@@ -74,23 +75,13 @@ class Manifest:
 
 
 def write_manifest(manifest: Manifest, root: str | os.PathLike) -> Path:
-    path = Path(root) / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(root) / MANIFEST_NAME, manifest.to_dict())
 
 
 def read_manifest(root: str | os.PathLike) -> Manifest:
     path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: {root} is not a complete dataset folder "
-            f"(run `alexnet-prep shard` first; the manifest is written last)")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    d = read_json(path, f"{root} is not a complete dataset folder (run `alexnet-prep shard` first; "
+                        f"the manifest is written last)")
     if d.get("format") != FORMAT:
         raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
     try:

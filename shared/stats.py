@@ -6,10 +6,11 @@ The exact integer sums are stored too, so the figures can be audited or merged.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .json_files import read_json, write_json_atomic
 
 STATS_NAME = "stats.json"
 MEAN_IMAGE_NAME = "mean_image.npy"
@@ -31,22 +32,16 @@ class RgbStats:
 
 
 def write_stats(stats: RgbStats, root: str | os.PathLike) -> Path:
-    path = Path(root) / STATS_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(stats), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(root) / STATS_NAME, asdict(stats))
 
 
 def read_stats(root: str | os.PathLike) -> RgbStats:
     path = Path(root) / STATS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the trainer needs the training-set mean and RGB PCA "
-            f"(paper §2, §4.1); run `alexnet-prep stats --shards {root}`")
+    d = read_json(path, f"the trainer needs the training-set mean and RGB PCA (paper §2, §4.1); "
+                        f"run `alexnet-prep stats --shards {root}`")
     try:
-        stats = RgbStats(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+        stats = RgbStats(**d)
+    except TypeError as exc:
         raise ValueError(f"{path}: malformed stats file ({exc})") from exc
     if len(stats.mean_rgb) != 3 or len(stats.eigenvalues) != 3 or len(stats.eigenvectors) != 3:
         raise ValueError(f"{path}: expected 3 channel means, 3 eigenvalues and 3 eigenvectors")

@@ -63,3 +63,14 @@ def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
     assert len(pooled) == len(fresh) == n
     for (a, la, fa), (b, lb, fb) in zip(pooled, fresh):
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb)
+
+
+def test_pil_fallback_decodes_the_same_pixels(tiny_shards, monkeypatch):
+    import train.data as data
+
+    sample = next(iter_shard(read_manifest(tiny_shards).shard_paths(tiny_shards, "val")[0]))
+    fast = data.decode_jpeg_chw(sample.jpg)
+    monkeypatch.setattr(data, "decode_jpeg", None)
+    slow = data.decode_jpeg_chw(sample.jpg)
+    assert slow.shape == fast.shape == (3, 256, 256)
+    assert (slow.int() - fast.int()).abs().float().mean() < 1.0  # two IDCT implementations

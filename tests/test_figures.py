@@ -7,7 +7,7 @@ import torch
 
 from shared.manifest import ClassInfo, Manifest
 from train.figures import KERNEL_ZOOM, PER_ROW, class_labels, kernel_grid, nearest_neighbours, pick_spread, top5
-from train.results import format_table
+from train.run_folder import format_table
 from train.run_folder import write_json
 
 

@@ -78,7 +78,7 @@ def train_command(
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     if results.get("error@1") is not None:
-        from .results import format_table
+        from .run_folder import format_table
 
         typer.echo(format_table([Path(results["run"])]))
 
@@ -100,7 +100,7 @@ def evaluate(
         results = evaluate_checkpoint(checkpoint, shards, out or checkpoint.parent, device, workers, figures)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    from .results import format_table
+    from .run_folder import format_table
 
     typer.echo(format_table([Path(results["run"])]))
 
@@ -108,7 +108,7 @@ def evaluate(
 @app.command()
 def table(runs: List[Path] = typer.Argument(..., help="Run folders holding results.json.")):
     """Markdown table of error@1/@5 over runs, beside the paper's and the reference implementation's."""
-    from .results import format_table
+    from .run_folder import format_table
 
     try:
         typer.echo(format_table(runs))

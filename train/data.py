@@ -12,14 +12,20 @@ Eval: every shard once, split over ranks and workers; each sample counted once.
 """
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import webdataset as wds
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torchvision.io import decode_jpeg
+try:  # libjpeg-turbo, ~25% faster per core than PIL here (bench/loader_throughput.py)
+    from torchvision.io import decode_jpeg
+except ImportError:  # torchvision 0.29 deprecated its decoders for torchcodec; PIL then
+    decode_jpeg = None
 
 from .augment import draw_crop
 
@@ -33,14 +39,22 @@ def read_tar_samples(urls: list[str]) -> Iterator[dict]:
     return iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
 
 
+def decode_jpeg_chw(data: bytes) -> torch.Tensor:
+    """uint8 3xHxW (or 1xHxW) as a view of HWC memory, the decoder's own layout."""
+    if decode_jpeg is not None:
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    with Image.open(io.BytesIO(data)) as img:
+        return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)
+
+
 def decode_sample(sample: dict) -> tuple[torch.Tensor, int]:
     where = f"{sample.get('__url__')}: sample {sample.get('__key__')!r}"
     if "jpg" not in sample or "cls" not in sample:
         raise ValueError(f"{where}: has {sorted(k for k in sample if not k.startswith('__'))}, expected jpg and cls")
     try:
-        img = decode_jpeg(torch.frombuffer(bytearray(sample["jpg"]), dtype=torch.uint8))
+        img = decode_jpeg_chw(sample["jpg"])
         label = int(sample["cls"])
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:
         raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
     if img.shape[0] == 1:
         img = img.expand(3, -1, -1)

@@ -26,8 +26,7 @@ from .distributed import Dist, all_reduce_sum, close_distributed, init_distribut
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
 from .optim import build_optimizer, build_schedule
-from .results import write_results
-from .run_folder import append_metrics, create_run_dir, git_hash, write_json
+from .run_folder import append_metrics, create_run_dir, git_hash, write_json, write_results
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
 

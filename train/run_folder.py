@@ -1,10 +1,13 @@
-"""What every run leaves behind: resolved config, git hash, per-epoch metrics, results."""
+"""What every run leaves behind: resolved config, git hash, per-epoch metrics, results.json;
+and the Markdown error table over runs."""
 from __future__ import annotations
 
 import json
 import subprocess
 import time
 from pathlib import Path
+
+from shared.json_files import write_json_atomic as write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,12 +29,46 @@ def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
     return run
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 def append_metrics(run: Path, row: dict) -> None:
     with open(run / "metrics.jsonl", "a") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+RESULTS_NAME = "results.json"
+# error@1, error@5 on the reported split
+PAPER = {"imagenet": (0.407, 0.182)}  # Krizhevsky et al. 2012, Table 2, one CNN
+REFERENCE = {"imagenet": (0.48, 0.25), "mnist": (0.01, 0.00), "fashion-mnist": (0.09, 0.00),
+             "cifar10": (0.13, 0.01), "cifar100": (0.41, 0.16), "tiny-imagenet": (0.57, 0.32)}
+
+
+def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: float, device: str,
+                  git: str, epochs: int) -> dict:
+    results = {
+        "task": manifest.task, "classes": manifest.num_classes, "split": split,
+        "epochs": epochs,
+        "samples": metrics["samples"],
+        "error@1": metrics["error@1"], "error@5": metrics["error@5"],  # 10 views (§4.1)
+        "centre_error@1": metrics["centre_error@1"], "centre_error@5": metrics["centre_error@5"],
+        "wall_s": round(wall_s, 1), "device": device, "git": git, "metrics": metrics,
+    }
+    write_json(run / RESULTS_NAME, results)
+    return {**results, "run": str(run)}
+
+
+def _pair(values) -> str:
+    return f"{values[0]:.3f} / {values[1]:.3f}" if values else "–"
+
+
+def format_table(runs: list[Path]) -> str:
+    rows = ["| task | split | samples | epochs | ours 10-view err@1 / err@5 | ours centre | paper | "
+            "reference impl. |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        path = Path(run) / RESULTS_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: evaluate the run first (alexnet-train evaluate)")
+        r = json.loads(path.read_text())
+        rows.append(f"| {r['task']} | {r['split']} | {r['samples']:,} | {r['epochs']} | "
+                    f"{_pair((r['error@1'], r['error@5']))} | "
+                    f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
+                    f"{_pair(PAPER.get(r['task']))} | {_pair(REFERENCE.get(r['task']))} |")
+    return "\n".join(rows)
