@@ -153,6 +153,8 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     epochs = 1 if cfg.fast_dev_run else cfg.epochs
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
 
     model = build_model(manifest.num_classes, cfg.dropout, cfg.init).to(device, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.learn_rate, cfg.momentum, cfg.weight_decay)
