@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from shared.manifest import Manifest, read_manifest
-from shared.stats import read_stats
+from shared.stats import RgbStats, read_stats
 
 from .augment import Normalizer, centre_crop, ten_views
 from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, unwrap
@@ -114,7 +114,7 @@ def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
             writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
-def load_dataset(cfg: TrainConfig) -> tuple[Manifest, Normalizer | None]:
+def load_dataset(cfg: TrainConfig) -> tuple[Manifest, RgbStats]:
     manifest = read_manifest(cfg.shards)
     for split in ("train", "holdout"):
         if split not in manifest.splits or manifest.splits[split].samples == 0:
@@ -195,7 +195,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
         batches = iterate_train_batches(stream, cfg.workers, pin)
         train_metrics = train_one_epoch(net, optimizer, batches, steps, normalizer, generator, device, amp,
                                         d, epoch)
-        del batches  # shuts the epoch's workers down
+        batches.close()  # shuts the epoch's loader workers down
         held = evaluate(unwrap(net), holdout, normalizer, device, cfg.crop, 1, amp, d, "holdout")
         schedule.step(held["error@1"])
         lr = optimizer.param_groups[0]["lr"]
