@@ -130,7 +130,7 @@ def write_one_shard(args) -> tuple[str, int]:
                 sample = process_item(src, layout, item, cfg)
             except BAD_INPUT_ERRORS as exc:
                 skips.append({"path": item.source, "split": task.split,
-                              "reason": f"not a decodable image: {type(exc).__name__}: {exc}"})
+                              "reason": f"unreadable or not a decodable image: {type(exc).__name__}: {exc}"})
                 continue
             sample.meta["class"] = class_labels[item.label]
             writer.write(sample)

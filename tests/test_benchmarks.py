@@ -1,0 +1,40 @@
+"""The benchmark scripts still run (on the CPU, tiny settings); their figures are not asserted."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from make_fixtures import random_image
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_train_throughput_runs_on_cpu(tiny_shards):
+    out = run_script("bench/train_throughput.py", "--shards", str(tiny_shards), "--device", "cpu",
+                     "--batch-size", "4", "--steps", "1", "--warmup", "1", "--eval-batches", "1", "--workers", "1")
+    for row in ("(a) model-only", "(b) end-to-end", "(b)/(a)", "(c) 10-view"):
+        assert row in out
+
+
+def test_loader_throughput_runs(tiny_shards):
+    out = run_script("bench/loader_throughput.py", "--shards", str(tiny_shards), "--images", "64",
+                     "--batch-size", "8", "--buffer", "8", "--workers", "1")
+    assert "loader, 1 worker(s)" in out and "bare decode (torchvision)" in out
+
+
+def test_prep_throughput_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        random_image(rng, 400, 300).save(tmp_path / f"{i}.jpg", quality=90)
+    out = run_script("bench/prep_throughput.py", "--src", str(tmp_path), "--no-stock", "--repeats", "1")
+    assert "ours (draft + crop-box)" in out and "| 90 |" in out
