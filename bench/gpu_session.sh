@@ -4,18 +4,22 @@
 #   1. issue 4: bench/train_throughput.py (a) model-only, (b) end-to-end, (c) 10-view crops/s
 #   2. issue 3: CIFAR-10 (class folders) prepped and trained with the defaults; holdout error
 #   3. issue 5: a 1-GPU torchrun fast-dev-run
-# Prepare on the CPU machine first (the device image lacks webdataset and tqdm):
+# Prepare on the CPU machine first (the device image has torch, torchvision, tqdm, pyyaml,
+# matplotlib, typer, tensorboard, Pillow; it lacks webdataset and braceexpand, both pure Python):
 #   echo /.whl/ >> .git/info/exclude; echo /.carry/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux2014_x86_64 -d .whl webdataset==1.0.2 braceexpand tqdm pyyaml
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl webdataset==1.0.2 braceexpand
 #   mkdir -p .carry && tar czf .carry/cifar10-train.tgz -C ../shared/data cifar10-train   # 16 MB
+# Dry run on the CPU machine (catches script errors, no GPU figures):
+#   PATH=$PWD/.venv/bin:$PATH TRAIN_SECONDS=60 OUT=/tmp/gpu-dry bash bench/gpu_session.sh
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT" /tmp/data
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+fi
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 workers=$(( $(nproc) - 1 ))
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt" || true
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 
 tar xzf .carry/cifar10-train.tgz -C /tmp/data

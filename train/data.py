@@ -138,7 +138,9 @@ class TrainStream(IterableDataset):
                 out[i] = img.permute(1, 2, 0).numpy()[top:top + c, left:left + c]
                 labels.append(label)
                 flips.append(flip)
-            yield images.permute(0, 3, 1, 2), torch.tensor(labels), torch.tensor(flips), flag
+            # labels and flags travel as plain lists: a small tensor would cost a new
+            # shared-memory segment and a file-descriptor hand-over per batch
+            yield images.permute(0, 3, 1, 2), labels, flips, flag
 
     def _acquire(self, pool: dict, info, shape) -> tuple[int, torch.Tensor]:
         if info is None or self.release_flags is None:  # in-process: nothing to recycle safely
@@ -173,7 +175,7 @@ def iterate_train_batches(stream: TrainStream, workers: int, pin: bool) -> Itera
         if held >= 0:
             stream.release_flags[held] = 0
         held = int(flag)
-        yield images, labels, flips
+        yield images, torch.tensor(labels), torch.tensor(flips)
 
 
 class EvalShards(IterableDataset):
