@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps [200 on cuda, 4 on cpu]")
     ap.add_argument("--warmup", type=int, default=None, help="[30 on cuda, 1 on cpu]")
     ap.add_argument("--workers", type=int, default=None, help="loader workers [cores - 1]")
+    ap.add_argument("--decode", choices=["worker", "device", "both"], default=None,
+                    help="where (b) decodes JPEGs [both on cuda, worker on cpu]")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--eval-batches", type=int, default=None, help="[20 on cuda, 2 on cpu]")
@@ -58,6 +60,7 @@ def main() -> None:
     steps, warmup = args.steps or (200 if cuda else 4), args.warmup or (30 if cuda else 1)
     workers = args.workers if args.workers is not None else max(1, (torch.multiprocessing.cpu_count() or 2) - 1)
     use_compile = args.compile if args.compile is not None else cuda
+    args.decode = args.decode or ("both" if cuda else "worker")
     manifest, stats = load_dataset(TrainConfig(shards=args.shards))
     amp = autocast_for(device, args.precision)
     norm = Normalizer(stats, 0.1, False, device)
@@ -73,10 +76,13 @@ def main() -> None:
                  torch.rand(batch, device=device) < 0.5)
     a = timed_steps(net, opt, itertools.repeat(synthetic), steps, warmup, norm, device, amp) * batch
 
-    stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0, batch_size=batch)
-    batches = iterate_train_batches(stream, workers, pin=cuda)
-    b = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
-    del batches
+    b = {}
+    for decode in (["worker", "device"] if args.decode == "both" else [args.decode]):
+        stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0, batch_size=batch,
+                             decode=decode)
+        batches = iterate_train_batches(stream, workers, cuda, device)
+        b[decode] = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
+        batches.close()
 
     eval_batch = 4 * batch
     n_eval = eval_batch * (args.eval_batches or (20 if cuda else 2))
@@ -94,8 +100,9 @@ def main() -> None:
           f"compile {use_compile}, channels_last, loader workers {workers}, {steps} timed steps")
     print("| measurement | rate |\n|---|---|")
     print(f"| (a) model-only training | {a:,.0f} images/s |")
-    print(f"| (b) end-to-end training from shards | {b:,.0f} images/s |")
-    print(f"| (b)/(a) | {b / a:.2f} |")
+    for decode, rate in b.items():
+        print(f"| (b) end-to-end training from shards, --decode {decode} | {rate:,.0f} images/s |")
+        print(f"| (b)/(a), --decode {decode} | {rate / a:.2f} |")
     print(f"| (c) 10-view evaluation (eager model) | {c:,.0f} crops/s |")
 
 

@@ -21,7 +21,8 @@ def run_script(*args: str) -> str:
 
 def test_train_throughput_runs_on_cpu(tiny_shards):
     out = run_script("bench/train_throughput.py", "--shards", str(tiny_shards), "--device", "cpu",
-                     "--batch-size", "4", "--steps", "1", "--warmup", "1", "--eval-batches", "1", "--workers", "1")
+                     "--batch-size", "4", "--steps", "1", "--warmup", "1", "--eval-batches", "1", "--workers", "1",
+                     "--decode", "both")
     for row in ("(a) model-only", "(b) end-to-end", "(b)/(a)", "(c) 10-view"):
         assert row in out
 

@@ -74,3 +74,18 @@ def test_pil_fallback_decodes_the_same_pixels(tiny_shards, monkeypatch):
     slow = data.decode_jpeg_chw(sample.jpg)
     assert slow.shape == fast.shape == (3, 256, 256)
     assert (slow.int() - fast.int()).abs().float().mean() < 1.0  # two IDCT implementations
+
+
+def test_device_decode_path_gives_the_same_batches(tiny_shards):
+    """--decode device (nvJPEG on CUDA) draws the same crops; on the CPU it must reproduce
+    the worker path exactly, which checks its logic without a GPU."""
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
+
+    def batches(decode):
+        stream = TrainStream(urls, 224, 16, seed=4, batch_size=6, decode=decode)
+        return [tuple(t.clone() for t in b) for b in itertools.islice(
+            iterate_train_batches(stream, 1, False, torch.device("cpu")), 3)]
+
+    for (a, la, fa), (b, lb, fb) in zip(batches("worker"), batches("device")):
+        assert a.shape == b.shape == (6, 3, 224, 224)
+        assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb)

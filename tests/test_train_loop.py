@@ -14,7 +14,7 @@ from train.augment import Normalizer
 from train.checkpoint import load_checkpoint
 from train.cli import app
 from train.config import TrainConfig
-from train.data import EvalShards, check_shard_count, decode_sample, read_tar_samples
+from train.data import EvalShards, check_shard_count, decode_crops_on_device, decode_sample, read_tar_samples
 from train.distributed import Dist
 from train.loop import load_dataset, train, train_one_epoch
 from train.model import build_model
@@ -81,6 +81,9 @@ def test_corrupt_sample_names_shard_and_key(tmp_path):
     sample = next(read_tar_samples([str(path)]))
     with pytest.raises(ValueError, match=r"train-000000.tar: sample 'n01440764_1': cannot be decoded"):
         decode_sample(sample)
+    raw = {"jpg": [sample["jpg"]], "top": [0], "left": [0], "where": [f"{path}: sample 'n01440764_1'"]}
+    with pytest.raises(ValueError, match=r"sample 'n01440764_1': cannot be decoded"):
+        decode_crops_on_device(raw, 224, torch.device("cpu"))  # the --decode device path
 
 
 def test_missing_stats_and_class_mismatch(tiny_shards, tmp_path):

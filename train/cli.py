@@ -48,6 +48,8 @@ def train_command(
     normalize: Optional[str] = typer.Option(None, help=f"§2 'mean' subtraction; 'std' also divides (default: {D.normalize})."),
     seed: Optional[int] = typer.Option(None, help=f"[{D.seed}]"),
     workers: Optional[int] = typer.Option(None, help=f"Loader processes per rank (default: {D.workers})."),
+    decode: Optional[str] = typer.Option(None, help="JPEG decoding: worker (loader processes) | device "
+                                         "(nvJPEG on CUDA) (default: worker)."),
     steps_per_epoch: Optional[int] = typer.Option(None, help="[train samples // batch size]"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N (default: auto)."),
     precision: Optional[str] = typer.Option(None, help="auto (bf16 autocast on cuda) | fp32 | bf16 (default: auto)."),

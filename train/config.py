@@ -32,6 +32,9 @@ class TrainConfig:
     seed: int = 12331  # the reference implementation's
     workers: int = 4  # loader processes per rank
     shuffle_buffer: int = 2000  # samples per loader worker, shuffled before decoding
+    # "worker": libjpeg-turbo in the loader processes; "device": batched on the training
+    # device (nvJPEG on CUDA). Compare with bench/train_throughput.py --decode both.
+    decode: str = "worker"
     steps_per_epoch: int | None = None  # None = train samples // batch_size
     eval_batch_size: int = 256
     device: str = "auto"  # auto = cuda if available, else cpu

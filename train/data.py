@@ -82,6 +82,7 @@ def worker_slot(rank: int, world: int) -> tuple[int, int]:
     return rank * workers + worker, world * workers
 
 
+DECODERS = ("worker", "device")  # where JPEGs are decoded (--decode)
 PREFETCH = 4  # batches queued per loader worker
 POOL = PREFETCH + 2  # + one held by the loop + one being filled
 
@@ -100,9 +101,11 @@ class TrainStream(IterableDataset):
     """
 
     def __init__(self, urls: list[str], crop: int, buffer: int, seed: int, rank: int = 0, world: int = 1,
-                 batch_size: int = 128):
+                 batch_size: int = 128, decode: str = "worker"):
+        if decode not in DECODERS:
+            raise ValueError(f"decode {decode!r}: expected one of {DECODERS}")
         self.urls, self.crop, self.buffer, self.seed = list(urls), crop, buffer, seed
-        self.batch_size = batch_size
+        self.batch_size, self.decode = batch_size, decode
         self.rank, self.world = rank, world
         self.epoch = 0
         self.release_flags: torch.Tensor | None = None  # shared uint8 [workers * POOL]
@@ -125,6 +128,8 @@ class TrainStream(IterableDataset):
         b, c = self.batch_size, self.crop
         info = get_worker_info()
         pool: dict[int, torch.Tensor] = {}
+        if self.decode == "device":
+            yield from self._undecoded_batches(samples, rng)
         while True:
             # HWC memory: libjpeg decodes to HWC (decode_jpeg returns a CHW *view* of it), so
             # each crop row is one contiguous copy, and the batch arrives channels_last, the
@@ -141,6 +146,23 @@ class TrainStream(IterableDataset):
             # labels and flags travel as plain lists: a small tensor would cost a new
             # shared-memory segment and a file-descriptor hand-over per batch
             yield images.permute(0, 3, 1, 2), labels, flips, flag
+
+    def _undecoded_batches(self, samples: Iterator[dict], rng: random.Random):
+        """--decode device: the same draws, but JPEG bytes travel and the device decodes."""
+        b, c = self.batch_size, self.crop
+        while True:
+            raw: dict[str, list] = {"jpg": [], "top": [], "left": [], "where": []}
+            labels, flips = [], []
+            for _ in range(b):
+                sample = next(samples)
+                top, left, flip = draw_crop(EXPECTED_SIZE, EXPECTED_SIZE, c, rng)
+                raw["jpg"].append(sample["jpg"])
+                raw["top"].append(top)
+                raw["left"].append(left)
+                raw["where"].append(f"{sample.get('__url__')}: sample {sample.get('__key__')!r}")
+                labels.append(int(sample["cls"]))
+                flips.append(flip)
+            yield raw, labels, flips, -1
 
     def _acquire(self, pool: dict, info, shape) -> tuple[int, torch.Tensor]:
         if info is None or self.release_flags is None:  # in-process: nothing to recycle safely
@@ -166,16 +188,45 @@ def new_shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.empty(shape, dtype=torch.uint8).share_memory_()
 
 
-def iterate_train_batches(stream: TrainStream, workers: int, pin: bool) -> Iterator[tuple]:
+def iterate_train_batches(stream: TrainStream, workers: int, pin: bool,
+                          device: torch.device | None = None) -> Iterator[tuple]:
     """(images, labels, flips) batches of `stream` from `workers` processes; each batch's
-    buffer is handed back to its worker when the next batch is requested."""
+    buffer is handed back to its worker when the next batch is requested. With
+    stream.decode == "device", images are decoded here, on `device`."""
     stream.release_flags = torch.zeros(max(1, workers) * POOL, dtype=torch.uint8).share_memory_()
     held = -1
     for images, labels, flips, flag in make_loader(stream, None, workers, pin):
         if held >= 0:
             stream.release_flags[held] = 0
         held = int(flag)
+        if isinstance(images, dict):
+            images = decode_crops_on_device(images, stream.crop, device or torch.device("cpu"))
         yield images, torch.tensor(labels), torch.tensor(flips)
+
+
+def decode_crops_on_device(raw: dict, crop: int, device: torch.device) -> torch.Tensor:
+    """A batch of JPEG bytes -> uint8 (B, 3, crop, crop) crops on `device` (nvJPEG, batched,
+    on CUDA; libjpeg-turbo on the CPU, which the tests use to check this path)."""
+    if decode_jpeg is None:
+        raise RuntimeError("--decode device needs torchvision.io.decode_jpeg")
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw["jpg"]]
+    try:
+        images = decode_jpeg(data, device=device)
+    except RuntimeError:
+        for one, where in zip(data, raw["where"]):  # find the culprit to name it
+            try:
+                decode_jpeg(one, device=device)
+            except RuntimeError as exc:
+                raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
+        raise
+    crops = []
+    for img, top, left, where in zip(images, raw["top"], raw["left"], raw["where"]):
+        if img.shape[0] == 1:
+            img = img.expand(3, -1, -1)
+        if tuple(img.shape) != (3, EXPECTED_SIZE, EXPECTED_SIZE):
+            raise ValueError(f"{where}: image {tuple(img.shape)}, expected (3, 256, 256) from alexnet-prep")
+        crops.append(img[:, top:top + crop, left:left + crop])
+    return torch.stack(crops)
 
 
 class EvalShards(IterableDataset):

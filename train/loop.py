@@ -175,7 +175,8 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     amp = autocast_for(device, cfg.precision)
     normalizer = Normalizer(stats, cfg.pca_std, cfg.normalize == "std", device)
     pin = device.type == "cuda"
-    stream = TrainStream(train_urls, cfg.crop, cfg.shuffle_buffer, cfg.seed, d.rank, d.world, local_batch)
+    stream = TrainStream(train_urls, cfg.crop, cfg.shuffle_buffer, cfg.seed, d.rank, d.world, local_batch,
+                         cfg.decode)
     holdout = eval_loader(manifest, cfg, "holdout", d, cfg.workers, pin)
 
     run = writer = None
@@ -192,7 +193,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     for epoch in range(start_epoch, epochs):
         stream.epoch = epoch
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # PCA lighting draws
-        batches = iterate_train_batches(stream, cfg.workers, pin)
+        batches = iterate_train_batches(stream, cfg.workers, pin, device)
         train_metrics = train_one_epoch(net, optimizer, batches, steps, normalizer, generator, device, amp,
                                         d, epoch)
         batches.close()  # shuts the epoch's loader workers down
