@@ -97,3 +97,29 @@ def test_error_at_k_on_hand_made_logits():
     labels = torch.tensor([0, 6, 5, 6])
     assert count_topk_correct(logits, labels) == [2, 3]
     assert count_topk_correct(logits[:, :3], torch.tensor([0, 2, 1, 0])) == [2, 4]  # k capped at classes
+
+
+def test_ten_view_evaluation_averages_softmax_over_the_views(tiny_shards):
+    """evaluate() batches the views through the model; it must equal the plain per-view
+    softmax average written out here."""
+    from shared.manifest import read_manifest
+    from shared.stats import read_stats
+    from train.data import EvalShards, make_loader
+    from train.distributed import Dist
+    from train.loop import evaluate
+    from train.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(3).eval()
+    norm = Normalizer(read_stats(tiny_shards), 0.1, False, torch.device("cpu"))
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "val")
+    images, labels = next(iter(make_loader(EvalShards(urls), 12, 0, False)))
+    with torch.no_grad():
+        probs = sum(torch.softmax(model(norm(v)), 1) for v in ten_views(images, 224)) / 10
+    top1 = count_topk_correct(probs, labels, ks=(1,))[0]
+    got = evaluate(model, [(images, labels)], norm, torch.device("cpu"), 224, 10,
+                   torch.autocast("cpu", enabled=False), Dist())
+    assert got["samples"] == 12 and got["views"] == 10
+    assert got["error@1"] == pytest.approx(1 - top1 / 12)
+    nll = float(torch.nn.functional.nll_loss(probs.log(), labels))
+    assert got["loss"] == pytest.approx(nll, rel=1e-5)

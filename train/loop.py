@@ -57,18 +57,21 @@ def evaluate(model, loader, normalizer: Normalizer, device, crop: int, views: in
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
     views with their softmax outputs averaged."""
     model.eval()
+    # crops per forward pass: big batches keep a GPU busy (eager 10-view inference ran at
+    # 26,890 crops/s at 1280 on an H200, issue 4); on the CPU they only cost memory
+    max_crops = 1280 if device.type == "cuda" else 256
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         crops = ten_views(images, crop) if views == 10 else [centre_crop(images, crop)]
-        probs = 0
-        for view in crops:
-            x = normalizer(view)
+        stacked = torch.cat(crops)  # uint8 (views * B, 3, crop, crop): views share forward passes
+        probs = []
+        for chunk in stacked.split(max_crops):
+            x = normalizer(chunk)
             with amp:
-                logits = model(x)
-            probs = probs + F.softmax(logits.float(), dim=1)
-        probs = probs / len(crops)
+                probs.append(F.softmax(model(x).float(), dim=1))
+        probs = torch.cat(probs).view(len(crops), len(images), -1).mean(0)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
         loss_sum += float(F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum"))
