@@ -125,11 +125,11 @@ class TrainStream(IterableDataset):
         slot, slots = worker_slot(self.rank, self.world)
         rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
         samples = self.samples(slot, slots, rng)
+        if self.decode == "device":
+            yield from self._undecoded_batches(samples, rng)
         b, c = self.batch_size, self.crop
         info = get_worker_info()
         pool: dict[int, torch.Tensor] = {}
-        if self.decode == "device":
-            yield from self._undecoded_batches(samples, rng)
         while True:
             # HWC memory: libjpeg decodes to HWC (decode_jpeg returns a CHW *view* of it), so
             # each crop row is one contiguous copy, and the batch arrives channels_last, the
