@@ -25,7 +25,9 @@ CHUNK_IMAGES = 64
 
 
 def _accumulate_chunk(chunk: list[np.ndarray], acc: dict) -> None:
-    x = np.stack(chunk).reshape(-1, 3)
+    stacked = np.stack(chunk)
+    acc["image_sum"] += stacked.sum(axis=0, dtype=np.int64)
+    x = stacked.reshape(-1, 3)
     acc["sum"] += x.sum(axis=0, dtype=np.int64)
     xf = x.astype(np.float64)
     acc["outer"] += np.rint(xf.T @ xf).astype(np.int64)
@@ -44,7 +46,6 @@ def accumulate_shard(path: str) -> dict:
             acc["image_sum"] = np.zeros(arr.shape, np.int64)
         elif arr.shape != acc["image_sum"].shape:
             raise ValueError(f"{path}: sample {sample.key} is {arr.shape}, others {acc['image_sum'].shape}")
-        acc["image_sum"] += arr
         acc["images"] += 1
         chunk.append(arr)
         if len(chunk) == CHUNK_IMAGES:

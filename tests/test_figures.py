@@ -8,7 +8,7 @@ import torch
 from shared.manifest import ClassInfo, Manifest
 from train.figures import KERNEL_ZOOM, PER_ROW, class_labels, kernel_grid, nearest_neighbours, pick_spread, top5
 from train.run_folder import format_table
-from train.run_folder import write_json
+from shared.json_files import write_json_atomic as write_json
 
 
 def test_kernel_grid_layout_groups_top_and_bottom():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from shared.manifest import read_manifest
 from shared.shards import Sample, ShardWriter
 from train.augment import Normalizer
 from train.checkpoint import load_checkpoint
@@ -38,6 +39,13 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
     assert results["split"] == "val" and 0 <= results["error@1"] <= 1
     assert list(run.glob("events.out.tfevents*"))
     assert "| kaggle-3-classes | val |" in result.output
+    # a saved checkpoint evaluated alone: 10 views over the whole val split, results.json
+    evaluated = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--shards",
+                                         str(tiny_shards), "--out", str(tmp_path / "eval"), "--workers", "1",
+                                         "--no-figures", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    alone = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert alone["samples"] == read_manifest(tiny_shards).splits["val"].samples and alone["epochs"] == 1
 
 
 def test_loop_overfits_a_tiny_batch(tiny_shards):

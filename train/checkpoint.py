@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -26,6 +27,12 @@ def save_checkpoint(path: Path, *, model, optimizer, schedule, epoch: int, confi
     os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint under the real name
 
 
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
 def load_checkpoint(path: Path, num_classes: int | None = None) -> dict:
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
@@ -33,10 +40,15 @@ def load_checkpoint(path: Path, num_classes: int | None = None) -> dict:
     if state.get("arch") != ARCH or state.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint of {state.get('arch')!r} (format {state.get('format')}), "
                          f"expected {ARCH!r} format {FORMAT}")
-    if num_classes is not None and state["num_classes"] != num_classes:
+    if num_classes is not None:
+        check_num_classes(state, num_classes, path)
+    return state
+
+
+def check_num_classes(state: dict, num_classes: int, path) -> None:
+    if state["num_classes"] != num_classes:
         raise ValueError(f"{path}: trained for {state['num_classes']} classes but the dataset has "
                          f"{num_classes}; use a checkpoint of this dataset")
-    return state
 
 
 def restore_rng(state: dict) -> None:

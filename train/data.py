@@ -56,11 +56,16 @@ def decode_sample(sample: dict) -> tuple[torch.Tensor, int]:
         label = int(sample["cls"])
     except (RuntimeError, ValueError, OSError) as exc:
         raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
+    return check_decoded(img, where), label
+
+
+def check_decoded(img: torch.Tensor, where: str) -> torch.Tensor:
+    """Greys as 3 channels; anything but prep's 3x256x256 is an error naming the sample."""
     if img.shape[0] == 1:
         img = img.expand(3, -1, -1)
     if tuple(img.shape) != (3, EXPECTED_SIZE, EXPECTED_SIZE):
         raise ValueError(f"{where}: image {tuple(img.shape)}, expected (3, 256, 256) from alexnet-prep")
-    return img, label
+    return img
 
 
 def shuffle_buffer(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
@@ -221,11 +226,7 @@ def decode_crops_on_device(raw: dict, crop: int, device: torch.device) -> torch.
         raise
     crops = []
     for img, top, left, where in zip(images, raw["top"], raw["left"], raw["where"]):
-        if img.shape[0] == 1:
-            img = img.expand(3, -1, -1)
-        if tuple(img.shape) != (3, EXPECTED_SIZE, EXPECTED_SIZE):
-            raise ValueError(f"{where}: image {tuple(img.shape)}, expected (3, 256, 256) from alexnet-prep")
-        crops.append(img[:, top:top + crop, left:left + crop])
+        crops.append(check_decoded(img, where)[:, top:top + crop, left:left + crop])
     return torch.stack(crops)
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .augment import Normalizer
-from .checkpoint import load_checkpoint
+from .checkpoint import check_num_classes, load_checkpoint
 from .config import TrainConfig
 from .distributed import Dist
 from .figures import log_kernel_figure
@@ -17,10 +17,11 @@ from .model import build_model
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: str, workers: int,
                         figures: bool) -> dict:
     start = time.perf_counter()
-    trained = TrainConfig.from_dict(load_checkpoint(checkpoint)["config"])
+    state = load_checkpoint(checkpoint)  # hundreds of MB: read once
+    trained = TrainConfig.from_dict(state["config"])
     cfg = replace(trained, shards=shards, workers=workers, figures=figures, fast_dev_run=False).resolved()
     manifest, stats = load_dataset(cfg)
-    state = load_checkpoint(checkpoint, manifest.num_classes)
+    check_num_classes(state, manifest.num_classes, checkpoint)
     device = resolve_device(device_name)
     model = build_model(manifest.num_classes, cfg.dropout).to(device)
     model.load_state_dict(state["model"])

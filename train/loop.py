@@ -15,18 +15,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from shared.json_files import write_json_atomic
 from shared.manifest import Manifest, read_manifest
 from shared.stats import RgbStats, read_stats
 
 from .augment import Normalizer, centre_crop, ten_views
-from .checkpoint import load_checkpoint, restore_rng, save_checkpoint, unwrap
+from .checkpoint import copy_checkpoint, load_checkpoint, restore_rng, save_checkpoint, unwrap
 from .config import TrainConfig
 from .data import EvalShards, TrainStream, check_shard_count, iterate_train_batches, make_loader
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
 from .optim import build_optimizer, build_schedule
-from .run_folder import append_metrics, create_run_dir, git_hash, write_json, write_results
+from .run_folder import append_metrics, create_run_dir, git_hash, write_results
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
 
@@ -185,7 +186,7 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
     run = writer = None
     if d.is_main:
         run = create_run_dir(cfg.logdir, cfg.run_name, manifest.task)
-        write_json(run / "config.json", {"config": cfg.to_dict(), "git": git_hash(), "world_size": d.world,
+        write_json_atomic(run / "config.json", {"config": cfg.to_dict(), "git": git_hash(), "world_size": d.world,
                                          "device": str(device), "torch": torch.__version__,
                                          "steps_per_epoch": steps, "per_rank_batch": local_batch})
         writer = SummaryWriter(str(run))
@@ -220,12 +221,11 @@ def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
             print(f"epoch {epoch}: loss {train_metrics['loss']:.4f}, holdout error@1 {held['error@1']:.4f} "
                   f"error@5 {held['error@5']:.4f} ({held['samples']} samples), lr {lr:g}, "
                   f"{train_metrics['images_per_s']:.0f} img/s", file=sys.stderr)
-            ckpt = dict(model=unwrap(net), optimizer=optimizer, schedule=schedule, epoch=epoch,
-                        config=cfg.to_dict(), num_classes=manifest.num_classes, best_error=best_error,
-                        metrics={"holdout": held, "train": train_metrics})
-            save_checkpoint(run / "last.pt", **ckpt)
-            if improved:
-                save_checkpoint(run / "best.pt", **ckpt)
+            save_checkpoint(run / "last.pt", model=unwrap(net), optimizer=optimizer, schedule=schedule,
+                            epoch=epoch, config=cfg.to_dict(), num_classes=manifest.num_classes,
+                            best_error=best_error, metrics={"holdout": held, "train": train_metrics})
+            if improved:  # the same state: copy the file rather than serialise it twice
+                copy_checkpoint(run / "last.pt", run / "best.pt")
         if not cfg.fast_dev_run:
             expect = manifest.splits["holdout"].samples
             if held["samples"] != expect:

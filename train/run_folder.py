@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from shared.json_files import write_json_atomic as write_json
+from shared.json_files import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: f
         "centre_error@1": metrics["centre_error@1"], "centre_error@5": metrics["centre_error@5"],
         "wall_s": round(wall_s, 1), "device": device, "git": git, "metrics": metrics,
     }
-    write_json(run / RESULTS_NAME, results)
+    write_json_atomic(run / RESULTS_NAME, results)
     return {**results, "run": str(run)}
 
 
