@@ -2,11 +2,12 @@
 
     python bench/loader_throughput.py --shards demo/shards
 
-  bare decode (torchvision)  read tar samples + torchvision.io.decode_jpeg, one process
+  bare decode (simplejpeg)   read tar samples + simplejpeg strict decode (the loader's decoder), one process
+  bare decode (torchvision)  the same with torchvision.io.decode_jpeg (not strict), one process
   bare decode (PIL)          the same with PIL (what stock pipelines use), one process
   loader, W workers          the production TrainStream (shuffle buffer, decode, random crop,
                              flip) through a DataLoader into batches, per worker process
-The ratio loader/bare is the loader's overhead; the goal is >= 0.8.
+The ratio loader/bare simplejpeg is the loader's overhead; the goal is >= 0.8.
 """
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image
 from torchvision.io import decode_jpeg
 
 from shared.manifest import read_manifest
-from train.data import TrainStream, iterate_train_batches, read_tar_samples
+from train.data import SampleRules, TrainStream, iterate_train_batches, read_tar_samples
 
 
 def cycle_samples(urls: list[str]):
@@ -34,15 +36,17 @@ def bare_decode(urls: list[str], n: int, decoder: str) -> float:
     samples = cycle_samples(urls)
     start = time.perf_counter()
     for sample in itertools.islice(samples, n):
-        if decoder == "torchvision":
+        if decoder == "simplejpeg":
+            simplejpeg.decode_jpeg(sample["jpg"], colorspace="RGB", strict=True)
+        elif decoder == "torchvision":
             decode_jpeg(torch.frombuffer(bytearray(sample["jpg"]), dtype=torch.uint8))
         else:
             np.asarray(Image.open(io.BytesIO(sample["jpg"])).convert("RGB"))
     return n / (time.perf_counter() - start)
 
 
-def loader_rate(urls: list[str], n: int, batch: int, workers: int, buffer: int) -> float:
-    stream = TrainStream(urls, 224, buffer, seed=0, batch_size=batch)
+def loader_rate(urls: list[str], rules: SampleRules, n: int, batch: int, workers: int, buffer: int) -> float:
+    stream = TrainStream(urls, rules=rules, crop=224, buffer=buffer, seed=0, batch_size=batch)
     batches = iterate_train_batches(stream, workers, pin=False)
     # warm-up: every worker started and its shuffle buffer filled (a one-off per epoch)
     for _ in range(workers * (-(-buffer // batch) + 1)):
@@ -63,15 +67,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    urls = read_manifest(args.shards).shard_paths(args.shards, "train")
-    rows = [("bare decode (torchvision), 1 process", bare_decode(urls, args.images, "torchvision"), 1),
-            ("bare decode (PIL), 1 process", bare_decode(urls, args.images, "pil"), 1)]
+    manifest = read_manifest(args.shards)
+    urls = manifest.shard_paths(args.shards, "train")
+    rules = SampleRules(manifest.patch_size, manifest.num_classes)
+    rows = [(f"bare decode ({d}), 1 process", bare_decode(urls, args.images, d), 1)
+            for d in ("simplejpeg", "torchvision", "pil")]
     for w in args.workers:
-        rows.append((f"loader, {w} worker(s)", loader_rate(urls, args.images, args.batch_size, w, args.buffer), w))
+        rows.append((f"loader, {w} worker(s)", loader_rate(urls, rules, args.images, args.batch_size, w, args.buffer),
+                     w))
     base = rows[0][1]
     print(f"{len(urls)} train shards from {args.shards}; {args.images} images per row; "
           f"batch {args.batch_size}, shuffle buffer {args.buffer}\n")
-    print("| pipeline | images/s | images/s per worker core | vs bare torchvision decode (per core) |")
+    print("| pipeline | images/s | images/s per worker core | vs bare simplejpeg decode (per core) |")
     print("|---|---|---|---|")
     for name, rate, cores in rows:
         print(f"| {name} | {rate:.0f} | {rate / cores:.0f} | {rate / cores / base:.2f} |")

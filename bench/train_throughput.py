@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from train.augment import Normalizer
-from train.config import TrainConfig
-from train.data import EvalShards, TrainStream, iterate_train_batches, make_loader
+from train.augment import DeviceAugment
+from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader
+from train.dataset import load_dataset
 from train.distributed import Dist
-from train.loop import autocast_for, evaluate, load_dataset, train_one_epoch
+from train.loop import autocast_for, evaluate, train_one_epoch
 from train.model import build_model
 from train.optim import build_optimizer
 
@@ -61,11 +61,12 @@ def main() -> None:
     workers = args.workers if args.workers is not None else max(1, (torch.multiprocessing.cpu_count() or 2) - 1)
     use_compile = args.compile if args.compile is not None else cuda
     args.decode = args.decode or ("both" if cuda else "worker")
-    manifest, stats = load_dataset(TrainConfig(shards=args.shards))
+    manifest, stats = load_dataset(args.shards)
+    rules = SampleRules(manifest.patch_size, manifest.num_classes)
     amp = autocast_for(device, args.precision)
-    norm = Normalizer(stats, 0.1, False, device)
+    norm = DeviceAugment(stats, 0.1, False, device)
     torch.manual_seed(0)
-    model = build_model(manifest.num_classes, 0.5, "caffe").to(device, memory_format=torch.channels_last)
+    model = build_model(manifest.num_classes).to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
     net = torch.compile(model) if use_compile else model
     if cuda:
@@ -78,15 +79,15 @@ def main() -> None:
 
     b = {}
     for decode in (["worker", "device"] if args.decode == "both" else [args.decode]):
-        stream = TrainStream(manifest.shard_paths(args.shards, "train"), 224, 2000, seed=0, batch_size=batch,
-                             decode=decode)
+        stream = TrainStream(manifest.shard_paths(args.shards, "train"), rules=rules, crop=224, buffer=2000,
+                             seed=0, batch_size=batch, decode=decode)
         batches = iterate_train_batches(stream, workers, cuda, device)
         b[decode] = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
         batches.close()
 
     eval_batch = 4 * batch
     n_eval = eval_batch * (args.eval_batches or (20 if cuda else 2))
-    holdout = make_loader(EvalShards(manifest.shard_paths(args.shards, "holdout") * 50, limit=n_eval),
+    holdout = make_loader(EvalShards(manifest.shard_paths(args.shards, "holdout") * 50, rules, limit=n_eval),
                           eval_batch, 1, cuda)
     evaluate(model, itertools.islice(holdout, 1), norm, device, 224, 10, amp, Dist())  # warm-up
     start = time.perf_counter()

@@ -5,7 +5,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-TASKS = ("imagenet", "tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder")
+from shared.manifest import TASKS as NAMED_TASKS
+
+TASKS = NAMED_TASKS + ("folder",)  # layouts --task accepts
 
 # Holdout sizes of the reference implementation, capped at 10% of train (see plan_splits).
 DEFAULT_HOLDOUT = {

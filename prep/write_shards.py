@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from shared.json_files import write_json_atomic
 from shared.manifest import MANIFEST_NAME, Manifest, Skip, SplitInfo, write_manifest
-from shared.shards import SHARD_PATTERN, Sample, ShardWriter, shard_name
+from shared.shards import SHARD_PATTERN, Sample, ShardWriter, file_sha256, shard_name
 from shared.stats import MEAN_IMAGE_NAME, STATS_NAME
 
 from .array_layouts import read_array_image
@@ -134,8 +134,10 @@ def write_one_shard(args) -> tuple[str, int]:
                 continue
             sample.meta["class"] = class_labels[item.label]
             writer.write(sample)
-        record = {"name": task.name, "samples": writer.count, "skipped": skips}
-        write_json_atomic(out / INFO_DIR / f"{task.name}.json", record)
+    path = out / task.name
+    record = {"name": task.name, "samples": writer.count, "bytes": path.stat().st_size,
+              "sha256": file_sha256(path), "skipped": skips}
+    write_json_atomic(out / INFO_DIR / f"{task.name}.json", record)
     return task.name, len(task.items)
 
 
@@ -147,7 +149,7 @@ def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
                               f"pass --overwrite to rebuild it")
     if overwrite and out.exists():
         for path in out.iterdir():
-            if SHARD_PATTERN.match(path.name) or path.name.endswith(".tmp") or path.name in (
+            if SHARD_PATTERN.fullmatch(path.name) or path.name.endswith(".tmp") or path.name in (
                     MANIFEST_NAME, STATS_NAME, MEAN_IMAGE_NAME):
                 path.unlink()
         shutil.rmtree(out / INFO_DIR, ignore_errors=True)
@@ -190,9 +192,11 @@ def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepC
     skipped = list(source.skipped)
     for task in tasks:
         record = json.loads((out / INFO_DIR / f"{task.name}.json").read_text())
-        split = splits.setdefault(task.split, SplitInfo([], []))
+        split = splits.setdefault(task.split, SplitInfo([], [], [], []))
         split.shards.append(task.name)
         split.shard_samples.append(record["samples"])
+        split.shard_bytes.append(record["bytes"])
+        split.shard_sha256.append(record["sha256"])
         skipped += [Skip(**s) for s in record["skipped"]]
     prep = cfg.to_dict()
     for volatile in ("workers", "part", "overwrite", "allow_skips", "out"):
@@ -201,7 +205,7 @@ def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepC
     prep["holdout"] = splits["holdout"].samples if "holdout" in splits else 0
     versions = {"python": sys.version.split()[0], "numpy": np.__version__,
                 "webdataset": webdataset.__version__, **flavour}
-    return Manifest(source.task, source.layout, source.classes, splits, prep, versions,
+    return Manifest(source.task, source.layout, cfg.size, source.classes, splits, prep, versions,
                     skipped, source.ignored)
 
 

@@ -1,15 +1,24 @@
 """`manifest.json`: what a dataset folder holds. Written last by `alexnet-prep shard`,
-so its presence means every shard is complete."""
+so its presence means every shard is complete; each shard's size, sample count and
+sha256 let a reader check that the shards it finds are those (`alexnet-prep verify`).
+
+A manifest is untrusted input: shard names must be exactly `{split}-NNNNNN.tar` of their
+own split (names reach webdataset, which runs `pipe:` URLs, and become paths), and names
+substituted into a `pipe:` template are shell-quoted."""
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .json_files import read_json, write_json_atomic
+from .shards import SHARD_PATTERN
 
 MANIFEST_NAME = "manifest.json"
-FORMAT = "alexnet-shards/1"
+FORMAT = "alexnet-shards/2"
+# The datasets prep knows by name; shards of a class-folder dataset are named after the folder.
+TASKS = ("imagenet", "tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,8 @@ class ClassInfo:
 class SplitInfo:
     shards: list[str]
     shard_samples: list[int]
+    shard_bytes: list[int]
+    shard_sha256: list[str]
 
     @property
     def samples(self) -> int:
@@ -44,6 +55,7 @@ class Skip:
 class Manifest:
     task: str
     layout: str
+    patch_size: int  # §2: side of the stored square patches (256 unless --size)
     classes: list[ClassInfo]
     splits: dict[str, SplitInfo]
     prep: dict
@@ -56,16 +68,27 @@ class Manifest:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def reported_split(self) -> str:
+        """The split results are reported on: the official val/test set, else the holdout."""
+        return "val" if "val" in self.splits and self.splits["val"].samples else "holdout"
+
+    def class_table(self) -> list[list]:
+        """[[index, wnid, name], ...]: what a checkpoint must match."""
+        return [[c.index, c.wnid, c.name] for c in self.classes]
+
     def shard_paths(self, root: str | os.PathLike, split: str, url_template: str | None = None) -> list[str]:
         """Local paths under `root`, or `url_template.format(name=...)` per shard, e.g.
         "pipe:aws s3 cp s3://bucket/imagenet/{name} -" (webdataset reads pipe: and http URLs)."""
         if split not in self.splits:
             raise KeyError(f"{Path(root) / MANIFEST_NAME}: no split {split!r}; it has {sorted(self.splits)}")
+        names = self.splits[split].shards
         if url_template is not None:
             if "{name}" not in url_template:
                 raise ValueError(f"shard URL template {url_template!r} lacks '{{name}}'")
-            return [url_template.format(name=name) for name in self.splits[split].shards]
-        return [str(Path(root) / name) for name in self.splits[split].shards]
+            quote = shlex.quote if url_template.startswith("pipe:") else str
+            return [url_template.replace("{name}", quote(name)) for name in names]
+        return [str(Path(root) / name) for name in names]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,11 +108,33 @@ def read_manifest(root: str | os.PathLike) -> Manifest:
     if d.get("format") != FORMAT:
         raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
     try:
-        return Manifest(
-            task=d["task"], layout=d["layout"],
+        manifest = Manifest(
+            task=d["task"], layout=d["layout"], patch_size=int(d["patch_size"]),
             classes=[ClassInfo(c["index"], c["wnid"], c["name"]) for c in d["classes"]],
-            splits={k: SplitInfo(v["shards"], v["shard_samples"]) for k, v in d["splits"].items()},
+            splits={k: SplitInfo(v["shards"], v["shard_samples"], v["shard_bytes"], v["shard_sha256"])
+                    for k, v in d["splits"].items()},
             prep=d["prep"], versions=d["versions"],
             skipped=[Skip(**s) for s in d["skipped"]], ignored=d["ignored"], format=d["format"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: malformed manifest ({exc!r})") from exc
+    check_manifest(manifest, path)
+    return manifest
+
+
+def check_manifest(manifest: Manifest, path: Path) -> None:
+    """Names, counts and classes a reader can rely on; an error naming the first offence."""
+    if [c.index for c in manifest.classes] != list(range(len(manifest.classes))) or not manifest.classes:
+        raise ValueError(f"{path}: class indices must be 0..N-1 in order")
+    for split, info in manifest.splits.items():
+        n = len(info.shards)
+        if not (len(info.shard_samples) == len(info.shard_bytes) == len(info.shard_sha256) == n):
+            raise ValueError(f"{path}: split {split!r} lists {n} shards but not as many counts, sizes and checksums")
+        for index, name in enumerate(info.shards):
+            match = SHARD_PATTERN.fullmatch(name) if isinstance(name, str) else None
+            if not match or match.group(1) != split or int(match.group(2)) != index:
+                raise ValueError(f"{path}: shard name {name!r} in split {split!r}: expected "
+                                 f"'{split}-{index:06d}.tar' (names are file names inside the dataset folder, "
+                                 f"nothing else)")
+        bad = [c for c in info.shard_samples + info.shard_bytes if not isinstance(c, int) or c < 0]
+        if bad or not all(isinstance(h, str) and len(h) == 64 for h in info.shard_sha256):
+            raise ValueError(f"{path}: split {split!r} has malformed counts, sizes or checksums")

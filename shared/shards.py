@@ -14,6 +14,7 @@ dot of the member name.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 SPLITS = ("train", "holdout", "val")
-SHARD_PATTERN = re.compile(r"^(train|holdout|val)-(\d{6})\.tar$")
+SHARD_PATTERN = re.compile(r"(train|holdout|val)-([0-9]{6})\.tar")  # match with fullmatch
 MEMBER_ORDER = ("jpg", "cls", "json")
 # A fixed timestamp makes shards byte-identical across runs; webdataset's own
 # TarWriter stamps time.time() on every member unless told otherwise.
@@ -126,8 +127,68 @@ def iter_shard(path: str | os.PathLike) -> Iterator[Sample]:
         yield _assemble(path, key, parts)
 
 
+_LABEL = re.compile(rb"^[0-9]{1,9}$")
+
+
+def parse_label(data: bytes, classes: int, where: str) -> int:
+    """A `.cls` member: ASCII digits naming a class in [0, classes). Anything else (a
+    negative number such as cross-entropy's ignore_index -100, 999 of 10 classes, text) is
+    an error naming the sample."""
+    if not _LABEL.match(data.strip()):
+        raise ValueError(f"{where}: class index {data[:20]!r} is not a non-negative integer")
+    label = int(data)
+    if not 0 <= label < classes:
+        raise ValueError(f"{where}: class index {label} outside 0..{classes - 1} (the manifest's classes)")
+    return label
+
+
 def _assemble(path, key: str, parts: dict[str, bytes]) -> Sample:
     missing = [ext for ext in MEMBER_ORDER if ext not in parts]
     if missing:
         raise ValueError(f"{path}: sample {key!r} lacks {missing}; expected members {MEMBER_ORDER}")
     return Sample(key, parts["jpg"], int(parts["cls"]), json.loads(parts["json"]))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def member_order_problem(names: list[str]) -> str | None:
+    """Members must come as {key}.jpg, {key}.cls, {key}.json, keys never repeated."""
+    if len(names) % len(MEMBER_ORDER):
+        return f"{len(names)} members, not a multiple of {len(MEMBER_ORDER)}"
+    keys = set()
+    for i in range(0, len(names), len(MEMBER_ORDER)):
+        key = names[i].partition(".")[0]
+        if names[i:i + len(MEMBER_ORDER)] != [f"{key}.{ext}" for ext in MEMBER_ORDER] or key in keys:
+            return f"members {names[i:i + 3]} at position {i}: expected {key}.jpg, {key}.cls, {key}.json once"
+        keys.add(key)
+    return None
+
+
+def shard_problem(path: str | os.PathLike, samples: int, size: int, sha256: str | None = None) -> str | None:
+    """What is wrong with a shard against its manifest entry (size, member order and count
+    from the tar index, sha256 when given), or None. Reads only tar headers unless sha256."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path.name}: missing"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{path.name}: {actual:,} bytes, manifest says {size:,}"
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            names = [m.name for m in tar if m.isfile()]
+    except (tarfile.TarError, OSError) as exc:
+        return f"{path.name}: not a readable tar ({exc})"
+    order = member_order_problem(names)
+    if order:
+        return f"{path.name}: {order}"
+    if len(names) // len(MEMBER_ORDER) != samples:
+        return f"{path.name}: {len(names) // len(MEMBER_ORDER)} samples, manifest says {samples}"
+    if sha256 is not None and file_sha256(path) != sha256:
+        return f"{path.name}: sha256 differs from the manifest's (damaged or replaced)"
+    return None

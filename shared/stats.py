@@ -6,6 +6,7 @@ The exact integer sums are stored too, so the figures can be audited or merged.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +44,35 @@ def read_stats(root: str | os.PathLike) -> RgbStats:
         stats = RgbStats(**d)
     except TypeError as exc:
         raise ValueError(f"{path}: malformed stats file ({exc})") from exc
-    if len(stats.mean_rgb) != 3 or len(stats.eigenvalues) != 3 or len(stats.eigenvectors) != 3:
-        raise ValueError(f"{path}: expected 3 channel means, 3 eigenvalues and 3 eigenvectors")
+    check_stats(stats, path)
     return stats
+
+
+def _numbers(values, n: int) -> bool:
+    return isinstance(values, list) and len(values) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def check_stats(stats: RgbStats, path) -> None:
+    """What training relies on: finite means in 0..255, std > 0, eigenvalues >= 0 (descending),
+    orthonormal eigenvectors, a positive image count. A file failing this (NaN from a broken
+    run, a hand edit) would otherwise train a whole epoch into NaN or evaluate silently wrong."""
+    problems = []
+    if not (_numbers(stats.mean_rgb, 3) and all(0 <= m <= 255 for m in stats.mean_rgb)):
+        problems.append(f"mean_rgb {stats.mean_rgb} (3 finite values in 0..255)")
+    if not (_numbers(stats.std_rgb, 3) and all(s > 0 for s in stats.std_rgb)):
+        problems.append(f"std_rgb {stats.std_rgb} (3 finite values > 0)")
+    if not (_numbers(stats.eigenvalues, 3) and all(v >= 0 for v in stats.eigenvalues)
+            and stats.eigenvalues == sorted(stats.eigenvalues, reverse=True)):
+        problems.append(f"eigenvalues {stats.eigenvalues} (3 finite values >= 0, descending)")
+    vectors = stats.eigenvectors
+    if not (isinstance(vectors, list) and len(vectors) == 3 and all(_numbers(v, 3) for v in vectors)):
+        problems.append("eigenvectors (3 rows of 3 finite values)")
+    elif any(abs(sum(a * b for a, b in zip(vectors[i], vectors[j])) - (i == j)) > 1e-6
+             for i in range(3) for j in range(3)):
+        problems.append("eigenvectors (not orthonormal)")
+    if not (isinstance(stats.image_count, int) and stats.image_count > 0):
+        problems.append(f"image_count {stats.image_count!r} (> 0)")
+    if problems:
+        raise ValueError(f"{path}: invalid statistics: " + "; ".join(problems)
+                         + ". Re-run `alexnet-prep stats` on this folder.")

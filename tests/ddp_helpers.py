@@ -8,20 +8,24 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from train.augment import Normalizer
-from train.config import TrainConfig
-from train.data import EvalShards, make_loader
+from train.augment import DeviceAugment
+from train.data import EvalShards, SampleRules, make_loader
+from train.dataset import load_dataset
 from train.distributed import Dist
-from train.loop import evaluate, load_dataset, train_one_epoch
-from train.model import build_model
+from train.loop import evaluate, seed_epoch, train_one_epoch
+from train.model import AlexNet, Architecture, build_model
 from train.optim import build_optimizer
 
 STEPS = 4
 
 
+def rules(manifest) -> SampleRules:
+    return SampleRules(manifest.patch_size, manifest.num_classes)
+
+
 def fixed_batch(shards: Path, n: int):
-    manifest, _ = load_dataset(TrainConfig(shards=shards))
-    images, labels = zip(*itertools.islice(EvalShards(manifest.shard_paths(shards, "train")), n))
+    manifest, _ = load_dataset(shards)
+    images, labels = zip(*itertools.islice(EvalShards(manifest.shard_paths(shards, "train"), rules(manifest)), n))
     return torch.stack([img[:, 16:240, 16:240] for img in images]), torch.tensor(labels)
 
 
@@ -29,14 +33,14 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
     """STEPS steps on one fixed global batch, this rank's slice of it; deterministic
     (no dropout, no lighting noise)."""
     torch.manual_seed(0)
-    manifest, stats = load_dataset(TrainConfig(shards=shards))
+    manifest, stats = load_dataset(shards)
     images, labels = fixed_batch(shards, global_batch)
     per = global_batch // world
     local = (images[rank * per:(rank + 1) * per], labels[rank * per:(rank + 1) * per], None)
-    model = build_model(manifest.num_classes, dropout=0.0, init="caffe")
+    model = build_model(manifest.num_classes, Architecture(dropout=0.0), init="caffe")
     net = DistributedDataParallel(model) if world > 1 else model
     opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)
-    norm = Normalizer(stats, 0.0, False, torch.device("cpu"))
+    norm = DeviceAugment(stats, 0.0, False, torch.device("cpu"))
     d = Dist(rank, world)
     losses = [train_one_epoch(net, opt, itertools.repeat(local), 1, norm, torch.Generator(), torch.device("cpu"),
                               torch.autocast("cpu", enabled=False), d, step)["loss"] for step in range(STEPS)]
@@ -46,12 +50,12 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
 
 def evaluate_sharded(shards: Path, rank: int, world: int) -> dict:
     torch.manual_seed(0)
-    manifest, stats = load_dataset(TrainConfig(shards=shards))
+    manifest, stats = load_dataset(shards)
     model = build_model(manifest.num_classes)
-    norm = Normalizer(stats, 0.0, False, torch.device("cpu"))
+    norm = DeviceAugment(stats, 0.0, False, torch.device("cpu"))
     out = {}
     for split in ("holdout", "val"):
-        loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rank, world), 8, 2, False)
+        loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rules(manifest), rank, world), 8, 2, False)
         out[split] = evaluate(model, loader, norm, torch.device("cpu"), 224, 10,
                               torch.autocast("cpu", enabled=False), Dist(rank, world))
     return out
@@ -67,7 +71,19 @@ def worker(rank: int, world: int, shards: str, out_dir: str, port: int) -> None:
         dist.all_gather(gathered, result["flat"])
         identical = all(torch.equal(gathered[0], g) for g in gathered)
         evals = evaluate_sharded(Path(shards), rank, world)
+        draws = epoch_draws(Path(shards), rank)
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(
-            {"losses": result["losses"], "identical": identical, "evals": evals}))
+            {"losses": result["losses"], "identical": identical, "evals": evals, "draws": draws}))
     finally:
         dist.destroy_process_group()
+
+
+def epoch_draws(shards: Path, rank: int, seed: int = 12331, epoch: int = 2) -> dict:
+    """What the loop's per-epoch seeding gives this rank: a dropout mask (through the model's
+    own dropout layer) and the PCA lighting draws (through DeviceAugment)."""
+    _, stats = load_dataset(shards)
+    dropout = AlexNet(3, Architecture()).dropout.train()
+    generator = seed_epoch(seed, rank, epoch)
+    mask = dropout(torch.ones(64)).tolist()
+    alphas = DeviceAugment(stats, 0.1, False, torch.device("cpu")).draw_alphas(4, generator).tolist()
+    return {"mask": mask, "alphas": alphas}

@@ -7,7 +7,8 @@ import torch
 import torchvision.transforms.functional as TF
 
 from shared.stats import RgbStats
-from train.augment import Normalizer, augment_one_reference, centre_crop, random_crop_flip, ten_views
+from augment_reference import augment_one_reference, random_crop_flip
+from train.augment import DeviceAugment, centre_crop, ten_views
 from train.loop import count_topk_correct
 
 
@@ -40,7 +41,7 @@ def test_random_crop_bounds_and_flip_rate():
 
 def test_lighting_covariance_is_point01_lambda_in_eigenbasis():
     stats = make_stats()
-    norm = Normalizer(stats, 0.1, False, torch.device("cpu"))
+    norm = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
     alphas = norm.draw_alphas(200_000, torch.Generator().manual_seed(0))
     offsets = norm.lighting_offsets(alphas).double().numpy()
     p = np.array(stats.eigenvectors)
@@ -52,7 +53,7 @@ def test_lighting_covariance_is_point01_lambda_in_eigenbasis():
 
 def test_batched_device_path_equals_per_image_reference():
     stats = make_stats()
-    norm = Normalizer(stats, 0.1, False, torch.device("cpu"))
+    norm = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
     rng = random.Random(5)
@@ -71,7 +72,7 @@ def test_batched_device_path_equals_per_image_reference():
 def test_std_normalisation_option():
     stats = make_stats()
     x = torch.full((1, 3, 4, 4), 200, dtype=torch.uint8)
-    out = Normalizer(stats, 0.1, True, torch.device("cpu"))(x)
+    out = DeviceAugment(stats, 0.1, True, torch.device("cpu"))(x)
     assert out[0, :, 0, 0].tolist() == pytest.approx([(200 - m) / s for m, s in zip(stats.mean_rgb, stats.std_rgb)])
 
 
@@ -99,27 +100,40 @@ def test_error_at_k_on_hand_made_logits():
     assert count_topk_correct(logits[:, :3], torch.tensor([0, 2, 1, 0])) == [2, 4]  # k capped at classes
 
 
-def test_ten_view_evaluation_averages_softmax_over_the_views(tiny_shards):
-    """evaluate() batches the views through the model; it must equal the plain per-view
-    softmax average written out here."""
-    from shared.manifest import read_manifest
-    from shared.stats import read_stats
-    from train.data import EvalShards, make_loader
+class ViewSensitive(torch.nn.Module):
+    """A stub classifier whose logits swing strongly with the crop it sees: averaging
+    logits instead of softmax outputs, or top-4 instead of top-5, changes its scores."""
+
+    def __init__(self, classes: int = 8):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randn(classes, 12, generator=g) * 0.03
+
+    def forward(self, x):
+        corners = torch.cat([x[:, :, 0, 0], x[:, :, -1, -1], x[:, :, 0, -1], x.mean(dim=(2, 3))], dim=1)
+        return corners @ self.w.T
+
+
+def test_ten_view_evaluation_averages_softmax_over_the_views():
+    """evaluate() against the §4.1 rule written out: softmax of each of the ten views,
+    averaged, then top-1 and top-5 among 8 classes."""
     from train.distributed import Dist
     from train.loop import evaluate
-    from train.model import build_model
 
-    torch.manual_seed(0)
-    model = build_model(3).eval()
-    norm = Normalizer(read_stats(tiny_shards), 0.1, False, torch.device("cpu"))
-    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "val")
-    images, labels = next(iter(make_loader(EvalShards(urls), 12, 0, False)))
-    with torch.no_grad():
-        probs = sum(torch.softmax(model(norm(v)), 1) for v in ten_views(images, 224)) / 10
-    top1 = count_topk_correct(probs, labels, ks=(1,))[0]
-    got = evaluate(model, [(images, labels)], norm, torch.device("cpu"), 224, 10,
-                   torch.autocast("cpu", enabled=False), Dist())
-    assert got["samples"] == 12 and got["views"] == 10
-    assert got["error@1"] == pytest.approx(1 - top1 / 12)
-    nll = float(torch.nn.functional.nll_loss(probs.log(), labels))
+    stats, model = make_stats(), ViewSensitive()
+    augment = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (48, 3, 256, 256), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 8, (48,), generator=g)
+    logits = torch.stack([model(augment(v)) for v in ten_views(images, 224)])
+    by_softmax = logits.softmax(-1).mean(0)
+    expected = count_topk_correct(by_softmax, labels, ks=(1, 4, 5))
+    by_logits = count_topk_correct(logits.mean(0), labels, ks=(1, 5))
+    assert by_logits != [expected[0], expected[2]] and expected[1] != expected[2]  # the test can tell them apart
+    got = evaluate(model, [(images[:24], labels[:24]), (images[24:], labels[24:])], augment,
+                   torch.device("cpu"), 224, 10, torch.autocast("cpu", enabled=False), Dist())
+    assert got["samples"] == 48 and got["views"] == 10
+    assert got["error@1"] == pytest.approx(1 - expected[0] / 48)
+    assert got["error@5"] == pytest.approx(1 - expected[2] / 48)
+    nll = float(torch.nn.functional.nll_loss(by_softmax.log(), labels))
     assert got["loss"] == pytest.approx(nll, rel=1e-5)

@@ -30,7 +30,7 @@ def test_train_throughput_runs_on_cpu(tiny_shards):
 def test_loader_throughput_runs(tiny_shards):
     out = run_script("bench/loader_throughput.py", "--shards", str(tiny_shards), "--images", "64",
                      "--batch-size", "8", "--buffer", "8", "--workers", "1")
-    assert "loader, 1 worker(s)" in out and "bare decode (torchvision)" in out
+    assert "loader, 1 worker(s)" in out and "bare decode (simplejpeg)" in out
 
 
 def test_prep_throughput_runs(tmp_path):
@@ -39,3 +39,10 @@ def test_prep_throughput_runs(tmp_path):
         random_image(rng, 400, 300).save(tmp_path / f"{i}.jpg", quality=90)
     out = run_script("bench/prep_throughput.py", "--src", str(tmp_path), "--no-stock", "--repeats", "1")
     assert "ours (draft + crop-box)" in out and "| 90 |" in out
+
+
+def test_compare_variants_runs(tiny_shards):
+    out = run_script("bench/compare_variants.py", "--shards", str(tiny_shards), "--steps", "2", "--every", "1",
+                     "--eval-every", "2", "--batch-size", "4", "--seeds", "1", "--holdout", "4",
+                     "--variants", "defaults", "lrn=text,init=paper")
+    assert "| defaults | 1 |" in out and "| lrn=text,init=paper | 1 |" in out

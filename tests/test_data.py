@@ -1,33 +1,52 @@
-"""The shard stream: shard split per pass, determinism per epoch, batch contents."""
+"""The shard stream: shard split per pass, determinism per epoch, each crop's label, the
+shuffle buffer's order, strict decoding and label checks."""
 import itertools
+import random
 
+import numpy as np
+import pytest
+import simplejpeg
 import torch
 
 from shared.manifest import read_manifest
-from shared.shards import iter_shard
-from train.data import POOL, EvalShards, TrainStream, iterate_train_batches, make_loader
+from shared.shards import Sample, ShardWriter, iter_shard
+from train.data import (POOL, EvalShards, SampleRules, TrainStream, decode_crops_on_device, decode_sample,
+                        iterate_train_batches, make_loader, read_tar_samples, shuffle_buffer)
+
+RULES = SampleRules(256, 3)
+
+
+def stream(urls, seed, batch_size, **kw):
+    return TrainStream(urls, rules=RULES, crop=224, buffer=16, seed=seed, batch_size=batch_size, **kw)
 
 
 def test_each_pass_splits_shards_exactly_over_all_slots():
     urls = [f"s{i}" for i in range(11)]
-    stream = TrainStream(urls, 224, 10, seed=3)
+    s = stream(urls, 3, 8)
     for q in range(3):
-        parts = [stream.shards_for_pass(q, slot, 4) for slot in range(4)]
+        parts = [s.shards_for_pass(q, slot, 4) for slot in range(4)]
         assert sorted(itertools.chain(*parts)) == sorted(urls)
-    assert stream.shards_for_pass(0, 0, 1) != stream.shards_for_pass(1, 0, 1)  # reshuffled each pass
+    assert s.shards_for_pass(0, 0, 1) != s.shards_for_pass(1, 0, 1)  # reshuffled each pass
 
 
-def test_batches_are_deterministic_per_epoch_and_labelled(tiny_shards):
-    manifest = read_manifest(tiny_shards)
-    urls = manifest.shard_paths(tiny_shards, "train")
-    labels_by_crop = {}
-    for s in (x for u in urls for x in iter_shard(u)):
-        labels_by_crop[s.key] = s.label
+def block_index(urls):
+    """8x8 top-left block of every possible 224 crop of every train image -> its label."""
+    index = {}
+    for sample in (x for u in urls for x in iter_shard(u)):
+        img = simplejpeg.decode_jpeg(sample.jpg, colorspace="RGB")
+        for top in range(33):
+            for left in range(33):
+                index[img[top:top + 8, left:left + 8].tobytes()] = sample.label
+    return index
+
+
+def test_batches_are_deterministic_per_epoch_and_each_crop_carries_its_own_label(tiny_shards):
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
 
     def first_batches(epoch, workers):
-        stream = TrainStream(urls, 224, 16, seed=1, batch_size=8)
-        stream.epoch = epoch
-        return [tuple(t.clone() for t in b) for b in itertools.islice(iterate_train_batches(stream, workers, False), 3)]
+        s = stream(urls, 1, 8)
+        s.epoch = epoch
+        return [tuple(t.clone() for t in b) for b in itertools.islice(iterate_train_batches(s, workers, False), 3)]
 
     a, b, c = first_batches(0, 2), first_batches(0, 2), first_batches(1, 2)
     for (xa, ya, fa), (xb, yb, fb) in zip(a, b):
@@ -36,14 +55,27 @@ def test_batches_are_deterministic_per_epoch_and_labelled(tiny_shards):
     images, labels, flips = a[0]
     assert images.shape == (8, 3, 224, 224) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64 and flips.dtype == torch.bool
-    assert set(labels.tolist()) <= set(labels_by_crop.values())
+    index = block_index(urls)
+    for images, labels, _ in a:  # unflipped crops (mirroring happens on the device)
+        hwc = images.permute(0, 2, 3, 1).numpy()
+        assert [index[crop[:8, :8].tobytes()] for crop in hwc] == labels.tolist()
+
+
+def test_shuffle_buffer_permutes_within_reach():
+    """Every sample once; not in file order; a sample leaves at most `size` places early."""
+    out = [s["i"] for s in shuffle_buffer(({"i": i} for i in range(500)), 50, random.Random(0))]
+    assert sorted(out) == list(range(500))
+    assert out != list(range(500))
+    moved = [abs(pos - i) for pos, i in enumerate(out)]
+    assert sum(m > 10 for m in moved) > 250  # genuinely mixed
+    assert all(i - pos <= 50 for pos, i in enumerate(out))  # cannot jump further ahead than the buffer
 
 
 def test_eval_shards_yield_every_sample_once_across_workers(tiny_shards):
     manifest = read_manifest(tiny_shards)
     urls = manifest.shard_paths(tiny_shards, "train")
-    seen = sum(len(y) for _, y in make_loader(EvalShards(urls), 5, 3, False))
-    assert seen == manifest.splits["train"].samples
+    seen = sorted(int(y) for _, ys in make_loader(EvalShards(urls, RULES), 5, 3, False) for y in ys)
+    assert seen == sorted(s.label for u in urls for s in iter_shard(u))
 
 
 def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
@@ -53,9 +85,8 @@ def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
     n = 3 * POOL
 
     def batches(workers):
-        stream = TrainStream(urls, 224, 16, seed=2, batch_size=4)
         out = []
-        for images, labels, flips in itertools.islice(iterate_train_batches(stream, workers, False), n):
+        for images, labels, flips in itertools.islice(iterate_train_batches(stream(urls, 2, 4), workers, False), n):
             out.append((images.clone(), labels, flips))  # consumed before the next request
         return out
 
@@ -65,27 +96,55 @@ def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
         assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb)
 
 
-def test_pil_fallback_decodes_the_same_pixels(tiny_shards, monkeypatch):
-    import train.data as data
-
-    sample = next(iter_shard(read_manifest(tiny_shards).shard_paths(tiny_shards, "val")[0]))
-    fast = data.decode_jpeg_chw(sample.jpg)
-    monkeypatch.setattr(data, "decode_jpeg", None)
-    slow = data.decode_jpeg_chw(sample.jpg)
-    assert slow.shape == fast.shape == (3, 256, 256)
-    assert (slow.int() - fast.int()).abs().float().mean() < 1.0  # two IDCT implementations
-
-
-def test_device_decode_path_gives_the_same_batches(tiny_shards):
-    """--decode device (nvJPEG on CUDA) draws the same crops; on the CPU it must reproduce
-    the worker path exactly, which checks its logic without a GPU."""
+def test_device_decode_path_gives_the_same_crops(tiny_shards):
+    """--decode device (nvJPEG on CUDA) draws the same crops; on the CPU (libjpeg-turbo in
+    torchvision) it must reproduce the worker path to within IDCT rounding."""
     urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
 
     def batches(decode):
-        stream = TrainStream(urls, 224, 16, seed=4, batch_size=6, decode=decode)
         return [tuple(t.clone() for t in b) for b in itertools.islice(
-            iterate_train_batches(stream, 1, False, torch.device("cpu")), 3)]
+            iterate_train_batches(stream(urls, 4, 6, decode=decode), 1, False, torch.device("cpu")), 3)]
 
     for (a, la, fa), (b, lb, fb) in zip(batches("worker"), batches("device")):
         assert a.shape == b.shape == (6, 3, 224, 224)
-        assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb)
+        assert (a.int() - b.int()).abs().float().mean() < 1.0
+        assert torch.equal(la, lb) and torch.equal(fa, fb)
+
+
+def one_sample_shard(tmp_path, jpg: bytes, cls: bytes):
+    path = tmp_path / "train-000000.tar"
+    with ShardWriter(path) as w:
+        w.write(Sample("n01440764_1", jpg, 0, {}))
+    sample = next(read_tar_samples([str(path)]))
+    sample["cls"] = cls
+    return sample
+
+
+def good_jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(np.kron(small, np.ones((16, 16, 1), np.uint8))), 90)
+
+
+@pytest.mark.parametrize("cls,message", [(b"999", "class index 999 outside 0..2"),
+                                          (b"-1", "is not a non-negative integer"),
+                                          (b"-100", "is not a non-negative integer"),
+                                          (b"two", "is not a non-negative integer")])
+def test_labels_outside_the_classes_name_the_sample(tmp_path, cls, message):
+    sample = one_sample_shard(tmp_path, good_jpeg(), cls)
+    with pytest.raises(ValueError, match=f"train-000000.tar: sample 'n01440764_1': .*{message}"):
+        decode_sample(sample, RULES)
+
+
+def test_corrupt_jpegs_name_shard_and_key(tmp_path):
+    good = good_jpeg()
+    assert decode_sample(one_sample_shard(tmp_path, good, b"1"), RULES)[1] == 1
+    cut = good[: int(len(good) * 0.4)] + b"\xff\xd9"  # a cut file with an end marker: Pillow decodes it grey
+    for data in (cut, b"\xff\xd8 not really a jpeg"):
+        with pytest.raises(ValueError, match=r"train-000000.tar: sample 'n01440764_1': cannot be decoded"):
+            decode_sample(one_sample_shard(tmp_path, data, b"1"), RULES)
+    raw = {"jpg": [b"\xff\xd8 nope"], "top": [0], "left": [0], "where": ["x.tar: sample 'k'"], "patch": 256}
+    with pytest.raises(ValueError, match=r"sample 'k': cannot be decoded"):
+        decode_crops_on_device(raw, 224, torch.device("cpu"))  # the --decode device path
+    with pytest.raises(ValueError, match="image 256x256x3, expected 128x128x3"):
+        decode_sample(one_sample_shard(tmp_path, good, b"1"), SampleRules(128, 3))

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ddp_helpers import STEPS, evaluate_sharded, train_fixed_batch, worker
+from ddp_helpers import STEPS, epoch_draws, evaluate_sharded, train_fixed_batch, worker
 from shared.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
@@ -34,6 +34,15 @@ def two_ranks(tiny_shards, tmp_path_factory):
 
 def test_parameters_identical_across_ranks(two_ranks):
     assert all(r["identical"] for r in two_ranks)
+
+
+def test_dropout_masks_and_lighting_differ_across_ranks(two_ranks, tiny_shards):
+    """Each GPU draws its own dropout masks and lighting (seeded by seed, rank, epoch), and
+    what a rank draws depends on nothing else (resume, world size)."""
+    r0, r1 = two_ranks[0]["draws"], two_ranks[1]["draws"]
+    assert r0["mask"] != r1["mask"] and r0["alphas"] != r1["alphas"]
+    assert set(r0["mask"]) == {0.0, 1.0}  # the paper's dropout: kept outputs unscaled
+    assert epoch_draws(tiny_shards, 0) == r0 and epoch_draws(tiny_shards, 1) == r1
 
 
 def test_two_ranks_follow_one_rank_with_the_whole_batch(two_ranks, tiny_shards):

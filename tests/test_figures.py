@@ -1,6 +1,4 @@
 """Figure 3 grid layout, Figure 4 top-5 and exact nearest neighbours, and the results table."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -53,7 +51,7 @@ def test_nearest_neighbours_are_exact():
 
 
 def test_names_disambiguated_by_wnid_and_queries_spread():
-    m = Manifest("imagenet", "kaggle-imagenet", [ClassInfo(0, "n02012849", "crane"),
+    m = Manifest("imagenet", "kaggle-imagenet", 256, [ClassInfo(0, "n02012849", "crane"),
                                                   ClassInfo(1, "n03126707", "crane"),
                                                   ClassInfo(2, "n01440764", "tench, Tinca tinca")], {}, {}, {})
     assert class_labels(m) == ["crane (n02012849)", "crane (n03126707)", "tench"]
@@ -73,4 +71,8 @@ def test_table_matches_results_files(tmp_path):
     assert table[3].startswith("| cifar10 | val | 50,000 | 90 | 0.120 / 0.010 | 0.140 / 0.020 | – | 0.130 / 0.010 |")
     with pytest.raises(FileNotFoundError, match="results.json"):
         format_table([tmp_path / "missing"])
-    assert json.loads((tmp_path / "cifar10" / "results.json").read_text())["error@1"] == 0.12
+    (tmp_path / "short").mkdir()
+    write_json(tmp_path / "short" / "results.json", {"task": "imagenet", "split": "val", "samples": 49000, "epochs": 90,
+                                                    "error@1": 0.4, "error@5": 0.2, "centre_error@1": 0.4,
+                                                    "centre_error@5": 0.2, "complete": False})
+    assert "| 49,000 (incomplete) |" in format_table([tmp_path / "short"])

@@ -4,7 +4,8 @@ Split for speed: the loader workers do what shrinks the data (the random 224 cro
 once, straight into a preallocated uint8 batch); the device does the rest for a whole
 batch at once (mirroring, mean subtraction, PCA lighting). Measured on 2 cores
 (bench/loader_throughput.py): flipping and collating in the workers cost ~20% of the
-per-core decode rate. `augment_one_reference` is the plain per-image version the tests compare with.
+per-core decode rate. tests/augment_reference.py holds the plain per-image version the
+tests compare with.
 """
 from __future__ import annotations
 
@@ -20,15 +21,9 @@ def draw_crop(height: int, width: int, crop: int, rng: random.Random) -> tuple[i
     return rng.randint(0, height - crop), rng.randint(0, width - crop), rng.random() < 0.5
 
 
-def random_crop_flip(img: torch.Tensor, crop: int, rng: random.Random) -> torch.Tensor:
-    """One image through `draw_crop` (the plain path; the loader defers the flip)."""
-    top, left, flip = draw_crop(img.shape[1], img.shape[2], crop, rng)
-    patch = img[:, top:top + crop, left:left + crop]
-    return patch.flip(-1) if flip else patch
-
-
-class Normalizer:
-    """Per-channel mean (§2), optional std, and PCA colour lighting (§4.1) on device batches.
+class DeviceAugment:
+    """On device batches: mirroring and PCA colour lighting (§4.1) while training, then
+    per-channel mean subtraction (§2; optionally divided by the std) for every batch.
 
     Lighting: each image gets delta = sum_i alpha_i sigma_i p_i added to every pixel, with
     alpha_i ~ N(0, pca_std) and p_i, lambda_i = sigma_i^2 the eigenvectors/eigenvalues of the
@@ -76,15 +71,3 @@ def ten_views(x: torch.Tensor, crop: int) -> list[torch.Tensor]:
     corners = [x[..., :crop, :crop], x[..., :crop, w - crop:], x[..., h - crop:, :crop],
                x[..., h - crop:, w - crop:], centre_crop(x, crop)]
     return corners + [v.flip(-1) for v in corners]
-
-
-def augment_one_reference(img: torch.Tensor, top: int, left: int, flip: bool, alphas: torch.Tensor,
-                          stats: RgbStats, crop: int = 224) -> torch.Tensor:
-    """Plain per-image §4.1 + §2, written straight from the paper, for the tests."""
-    out = img[:, top:top + crop, left:left + crop].double()
-    if flip:
-        out = out.flip(-1)
-    for c in range(3):
-        delta = sum(float(alphas[i]) * stats.eigenvalues[i] ** 0.5 * stats.eigenvectors[i][c] for i in range(3))
-        out[c] = out[c] - stats.mean_rgb[c] + delta
-    return out

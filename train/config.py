@@ -1,77 +1,172 @@
-"""The training stage's one config. Defaults are the paper's values (section, units)."""
+"""The training stage's one config. Defaults are what produced the paper's numbers; each
+field's help names the paper section (or the code) behind it and its unit. The CLI
+(train/cli.py) derives one flag per field from this class and only overrides it."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import typing
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Literal, Optional
 
-TASKS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "imagenet")
-OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the reference implementation's Adam
+from shared.manifest import TASKS
+
+from .model import Architecture
+
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the PyTorch replication's Adam (README, "Sources")
+
+
+def option(default, help: str, **extra):
+    """A config field with its help text (the CLI's --help shows it)."""
+    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
 class TrainConfig:
-    shards: Path | None = None  # dataset folder written by alexnet-prep
-    shard_urls: str | None = None  # read shards from "...{name}..." URLs; manifest/stats from `shards`
-    task: str | None = None  # shortcut for --shards shards/<task>
-    epochs: int = 90  # §5: "roughly 90 cycles through the training set"
-    batch_size: int = 128  # §5: 128 examples, GLOBAL (split across ranks; see README)
-    optimizer: str = "sgd"  # §5 update rule (train/optim.py), or the reference's "adam"
-    learn_rate: float | None = None  # None -> DEFAULT_LR[optimizer]; §5: 0.01
-    momentum: float = 0.9  # §5
-    weight_decay: float = 0.0005  # §5 (on weights, not biases); sgd only
-    lr_patience: int = 5  # epochs without holdout improvement before lr /= 10 (§5: "stopped improving")
-    lr_drops: int = 3  # §5: the paper reduced the rate three times
-    dropout: float = 0.5  # §4.2
-    # §5 biases 1 ("paper") or 0.1 ("caffe"). "paper" diverged (NaN) under §5's SGD and lagged
-    # under Adam in bench/compare_init.py (README, "Initialisation"); BVLC saw flat loss with it.
-    init: str = "caffe"
-    crop: int = 224  # §4.1: random 224x224 patches of the 256x256 images
-    pca_std: float = 0.1  # §4.1: alpha_i ~ N(0, 0.1), times sigma_i = sqrt(lambda_i) in 0-255 units
-    normalize: str = "mean"  # §2 subtract per-channel mean only; "std" also divides by the std
-    seed: int = 12331  # the reference implementation's
-    workers: int = 4  # loader processes per rank
-    shuffle_buffer: int = 2000  # samples per loader worker, shuffled before decoding
-    # "worker": libjpeg-turbo in the loader processes; "device": batched on the training
-    # device (nvJPEG on CUDA). Compare with bench/train_throughput.py --decode both.
-    decode: str = "worker"
-    steps_per_epoch: int | None = None  # None = train samples // batch_size
-    eval_batch_size: int = 256
-    device: str = "auto"  # auto = cuda if available, else cpu
-    precision: str = "auto"  # auto = bf16 autocast on cuda, fp32 on cpu; or fp32 | bf16
-    compile: bool | None = None  # None = on for cuda (torch.compile)
-    logdir: Path = Path("runs")
-    run_name: str | None = None  # None = <task>-<timestamp>
-    extra_logging: bool = False  # parameter and gradient histograms each epoch
-    fast_dev_run: bool = False  # a few steps of train, holdout and val to check everything works
-    resume: Path | None = None  # checkpoint to continue from
-    figures: bool = True  # Figure 3 kernels each epoch; Figure 4 after the final evaluation
+    # ---- data
+    shards: Optional[Path] = option(None, "Dataset folder written by alexnet-prep (manifest.json, stats.json).")
+    task: Optional[str] = option(None, f"Shortcut for --shards shards/<task>: {', '.join(TASKS)}.")
+    shard_urls: Optional[str] = option(
+        None, "Read shards from URLs: '{name}' is replaced by each shard's file name (shell-quoted in pipe: "
+              "commands), e.g. 'pipe:aws s3 cp s3://b/imagenet/{name} -'. Manifest and stats still come from --shards.")
+    verify_checksums: bool = option(False, "Check every shard's sha256 against the manifest before the first step "
+                                           "(sizes and sample counts are always checked).")
+    # ---- schedule and optimiser (§5)
+    epochs: int = option(90, "§5: 'roughly 90 cycles through the training set'.")
+    batch_size: int = option(128, "§5: 128 images per step, GLOBAL: split over ranks.")
+    optimizer: Literal["sgd", "adam"] = option("sgd", "sgd = §5's update rule; adam = the PyTorch replication's.")
+    learn_rate: Optional[float] = option(None, "ε, §5: 0.01 for sgd (1e-4 for adam); default per optimizer.")
+    bias_lr_mult: float = option(2.0, "Biases learn at this multiple of ε: 2 in cuda-convnet (epsB = 2 epsW) and "
+                                      "Caffe (lr_mult 2); 1 = §5's 'equal learning rate' read literally.")
+    momentum: float = option(0.9, "§5 momentum.")
+    weight_decay: float = option(0.0005, "§5 weight decay, on weights only (cuda-convnet, Caffe).")
+    lr_schedule: Literal["plateau", "step"] = option(
+        "plateau", "§5: ε ÷ 10 when the holdout error stops improving ('plateau'), or at --lr-milestones ('step').")
+    lr_patience: int = option(5, "plateau: epochs per window; ε ÷ 10 when the last window's mean holdout error@1 "
+                                 "is not --lr-min-delta below the window before's.")
+    lr_min_delta: float = option(0.25, "plateau: smallest improvement that counts, in percentage points of holdout "
+                                      "error@1 between the two windows' means.")
+    lr_milestones: str = option("20,40,60", "step: epochs after which ε ÷ 10 (Caffe's bvlc_alexnet: every 100,000 "
+                                            "iterations of 256 = 20 epochs).")
+    lr_drops: int = option(3, "§5: the rate was reduced three times; at most this many drops.")
+    # ---- network (§3, §4.2) and initialisation (§5)
+    lrn: Literal["as-run", "text", "none"] = option(
+        "as-run", "§3.3 LRN: as-run = cuda-convnet (α/n per term, within each GPU's maps); text = α per term "
+                  "across all maps; none = the §3.3 ablation.")
+    conv1_padding: Literal["as-run", "symmetric"] = option(
+        "as-run", "conv1: as-run = cuda-convnet's 55x55 (3 zero px right and bottom); symmetric = 2 px per side.")
+    dropout: float = option(0.5, "§4.2 probability of zeroing fc6 and fc7 outputs (0 = the ablation).")
+    dropout_mode: Literal["paper", "inverted"] = option(
+        "paper", "§4.2: paper = unscaled in training, x0.5 at test (cuda-convnet2 dropout2); inverted = x2 in "
+                 "training (nn.Dropout).")
+    pool_size: int = option(3, "§3.4 pooling window z (stride 2): 3 overlapping; 2 = the non-overlapping ablation.")
+    towers: Literal["two", "one"] = option(
+        "two", "§3.2: two = the two-GPU net; one = the one-GPU net with half the kernels in conv1-conv4.")
+    init: Literal["caffe", "paper"] = option(
+        "caffe", "caffe = bvlc_alexnet (N(0, 0.01), fc6/fc7 0.005, biases 0.1); paper = §5 exactly (biases 1). "
+                 "README, 'Initialisation'.")
+    # ---- data augmentation and input (§2, §4.1)
+    crop: Optional[int] = option(None, "§4.1 crop side in px; default 224/256 of the shards' patch size.")
+    pca_std: float = option(0.1, "§4.1 lighting: α_i ~ N(0, pca_std), times σ_i (0-255 units); 0 = the ablation.")
+    normalize: Literal["mean", "std"] = option("mean", "§2: subtract the per-channel mean; std also divides by it.")
+    # ---- machinery
+    seed: int = option(12331, "Seed of init, data order, dropout and lighting (per rank and epoch).")
+    workers: int = option(4, "Loader processes per rank.")
+    shuffle_buffer: int = option(2000, "Samples per loader worker shuffled before decoding (webdataset #439).")
+    decode: Literal["worker", "device"] = option(
+        "worker", "JPEG decoding: worker = loader processes (strict libjpeg-turbo); device = on the training device "
+                  "(nvJPEG on CUDA).")
+    steps_per_epoch: Optional[int] = option(None, "Steps per epoch; default train samples ÷ batch size.")
+    eval_batch_size: int = option(256, "Images per evaluation batch (each gives 1 or 10 crops).")
+    device: str = option("auto", "auto (cuda if available) | cpu | cuda | cuda:N.")
+    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto = bf16 autocast on cuda, fp32 on cpu.")
+    compile: Optional[bool] = option(None, "torch.compile; default on for cuda.")
+    logdir: Path = option(Path("runs"), "Runs go to <logdir>/<run-name>.")
+    run_name: Optional[str] = option(None, "Run folder name; default <task>-<timestamp>.")
+    extra_logging: bool = option(False, "Parameter and gradient histograms each epoch.")
+    fast_dev_run: bool = option(False, "A few steps of train, holdout and val to check everything works.")
+    resume: Optional[Path] = option(None, "Continue from a checkpoint (last.pt).")
+    figures: bool = option(True, "Figure 3 kernels each epoch; Figure 4 after the final evaluation.")
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self, patch_size: int | None = None) -> "TrainConfig":
+        """Validated copy with every derived default filled in; `patch_size` (the shards'
+        side, from the manifest) fixes the crop."""
         cfg = replace(self)
+        check_choices(cfg)
         if cfg.shards is None:
             if cfg.task is None:
                 raise ValueError("give --shards DIR or --task " + "|".join(TASKS))
-            if cfg.task not in TASKS:
-                raise ValueError(f"--task {cfg.task!r}: expected one of {', '.join(TASKS)}")
             cfg.shards = Path("shards") / cfg.task
-        if cfg.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer {cfg.optimizer!r}: expected one of {OPTIMIZERS}")
         if cfg.learn_rate is None:
             cfg.learn_rate = DEFAULT_LR[cfg.optimizer]
-        if cfg.normalize not in ("mean", "std"):
-            raise ValueError(f"--normalize {cfg.normalize!r}: expected mean or std")
-        if cfg.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"--precision {cfg.precision!r}: expected auto, fp32 or bf16")
+        if cfg.crop is None and patch_size is not None:
+            cfg.crop = crop_for_patch(patch_size)
+        check_ranges(cfg, patch_size)
         return cfg
+
+    def architecture(self) -> Architecture:
+        return Architecture(lrn=self.lrn, conv1_padding=self.conv1_padding, dropout_mode=self.dropout_mode,
+                            dropout=self.dropout, pool_size=self.pool_size, towers=self.towers,
+                            crop=self.crop or 224)
+
+    def milestones(self) -> list[int]:
+        try:
+            return sorted(int(x) for x in self.lr_milestones.split(",") if x.strip())
+        except ValueError:
+            raise ValueError(f"--lr-milestones {self.lr_milestones!r}: expected epochs like 20,40,60") from None
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"config has unknown fields {unknown}; expected a subset of {sorted(known)}")
         paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
         return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in d.items()})
+
+
+def crop_for_patch(patch_size: int) -> int:
+    """§4.1: 224 of 256, the same fraction of any other patch size (rounded down to even)."""
+    return (patch_size * 224 // 256) // 2 * 2
+
+
+def choices_of(name: str) -> tuple[str, ...] | None:
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    return None
+
+
+def check_choices(cfg: TrainConfig) -> None:
+    for f in fields(cfg):
+        allowed = choices_of(f.name)
+        if allowed and getattr(cfg, f.name) not in allowed:
+            flag = "--" + f.name.replace("_", "-")
+            raise ValueError(f"{flag} {getattr(cfg, f.name)!r}: expected one of {', '.join(allowed)}")
+    if cfg.task is not None and cfg.task not in TASKS:
+        raise ValueError(f"--task {cfg.task!r}: expected one of {', '.join(TASKS)}")
+
+
+def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
+    rules = [
+        ("epochs", cfg.epochs >= 1, "at least 1"), ("batch_size", cfg.batch_size >= 1, "at least 1"),
+        ("learn_rate", cfg.learn_rate > 0, "positive"), ("bias_lr_mult", cfg.bias_lr_mult > 0, "positive"),
+        ("momentum", 0 <= cfg.momentum < 1, "in [0, 1)"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
+        ("lr_patience", cfg.lr_patience >= 1, "at least 1"), ("lr_min_delta", cfg.lr_min_delta >= 0, ">= 0"),
+        ("lr_drops", cfg.lr_drops >= 0, ">= 0"), ("dropout", 0 <= cfg.dropout < 1, "in [0, 1)"),
+        ("pool_size", cfg.pool_size in (2, 3), "3 (§3.4) or 2"), ("pca_std", cfg.pca_std >= 0, ">= 0"),
+        ("workers", cfg.workers >= 0, ">= 0"), ("shuffle_buffer", cfg.shuffle_buffer >= 1, "at least 1"),
+        ("eval_batch_size", cfg.eval_batch_size >= 1, "at least 1"),
+        ("steps_per_epoch", cfg.steps_per_epoch is None or cfg.steps_per_epoch >= 1, "at least 1"),
+        ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size,
+         f"between 64 and the shards' patch size {patch_size}"),
+    ]
+    for name, ok, wanted in rules:
+        if not ok:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected {wanted}")
+    cfg.milestones()
 
 
 # Named like their flags (torchvision references' style): `--preset demo`.

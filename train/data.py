@@ -12,24 +12,28 @@ Eval: every shard once, split over ranks and workers; each sample counted once.
 """
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-try:  # libjpeg-turbo, ~25% faster per core than PIL here (bench/loader_throughput.py)
-    from torchvision.io import decode_jpeg
-except ImportError:  # torchvision 0.29 deprecated its decoders for torchcodec; PIL then
-    decode_jpeg = None
+
+from shared.shards import parse_label
 
 from .augment import draw_crop
 
-EXPECTED_SIZE = 256  # prep's patch side (§2)
+
+@dataclass(frozen=True)
+class SampleRules:
+    """What every sample must be: a patch x patch JPEG (the manifest's patch size) and a
+    class index in [0, classes)."""
+    patch: int
+    classes: int
 
 
 def read_tar_samples(urls: list[str]) -> Iterator[dict]:
@@ -39,32 +43,36 @@ def read_tar_samples(urls: list[str]) -> Iterator[dict]:
     return iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
 
 
-def decode_jpeg_chw(data: bytes) -> torch.Tensor:
-    """uint8 3xHxW (or 1xHxW) as a view of HWC memory, the decoder's own layout."""
-    if decode_jpeg is not None:
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-    with Image.open(io.BytesIO(data)) as img:
-        return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)
+def where(sample: dict) -> str:
+    return f"{sample.get('__url__')}: sample {sample.get('__key__')!r}"
 
 
-def decode_sample(sample: dict) -> tuple[torch.Tensor, int]:
-    where = f"{sample.get('__url__')}: sample {sample.get('__key__')!r}"
-    if "jpg" not in sample or "cls" not in sample:
-        raise ValueError(f"{where}: has {sorted(k for k in sample if not k.startswith('__'))}, expected jpg and cls")
+def decode_hwc(data: bytes, place: str) -> np.ndarray:
+    """uint8 HxWx3 (libjpeg's own layout). strict=True turns libjpeg's corrupt-data
+    warnings ("premature end of data segment", "N extraneous bytes") into errors: torchvision's
+    decode_jpeg and Pillow decode such files to grey or shifted regions without a word."""
     try:
-        img = decode_jpeg_chw(sample["jpg"])
-        label = int(sample["cls"])
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
-    return check_decoded(img, where), label
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{place}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
 
 
-def check_decoded(img: torch.Tensor, where: str) -> torch.Tensor:
-    """Greys as 3 channels; anything but prep's 3x256x256 is an error naming the sample."""
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
-    if tuple(img.shape) != (3, EXPECTED_SIZE, EXPECTED_SIZE):
-        raise ValueError(f"{where}: image {tuple(img.shape)}, expected (3, 256, 256) from alexnet-prep")
+def decode_sample(sample: dict, rules: SampleRules) -> tuple[np.ndarray, int]:
+    """(HWC uint8 image, label), or a ValueError naming the shard and key."""
+    place = where(sample)
+    if "jpg" not in sample or "cls" not in sample:
+        raise ValueError(f"{place}: has {sorted(k for k in sample if not k.startswith('__'))}, expected jpg and cls")
+    label = parse_label(sample["cls"], rules.classes, place)
+    return check_decoded(decode_hwc(sample["jpg"], place), rules.patch, place), label
+
+
+def check_decoded(img, patch: int, place: str):
+    """Prep's patch x patch RGB (HWC array, or CHW tensor from the device decoder), else an
+    error naming the sample."""
+    shape = tuple(img.shape) if isinstance(img, np.ndarray) else (img.shape[1], img.shape[2], img.shape[0])
+    if shape != (patch, patch, 3):
+        raise ValueError(f"{place}: image {shape[0]}x{shape[1]}x{shape[2]}, expected {patch}x{patch}x3 as the "
+                         f"manifest says")
     return img
 
 
@@ -94,7 +102,7 @@ POOL = PREFETCH + 2  # + one held by the loop + one being filled
 
 class TrainStream(IterableDataset):
     """Yields whole batches (uint8 crops, labels, mirror flags, pool slot): each crop is
-    copied once, into the batch; mirroring happens on the device (Normalizer).
+    copied once, into the batch; mirroring happens on the device (DeviceAugment).
 
     Batch memory is recycled. Sending a fresh 19 MB batch from a worker cost ~14 ms
     (new shared memory, first-touch page faults; ~110 us per image, as much as a third of
@@ -105,11 +113,11 @@ class TrainStream(IterableDataset):
     never a wait, never a buffer overwritten while in use.
     """
 
-    def __init__(self, urls: list[str], crop: int, buffer: int, seed: int, rank: int = 0, world: int = 1,
-                 batch_size: int = 128, decode: str = "worker"):
+    def __init__(self, urls: list[str], *, rules: SampleRules, crop: int, buffer: int, seed: int, rank: int = 0,
+                 world: int = 1, batch_size: int = 128, decode: str = "worker"):
         if decode not in DECODERS:
             raise ValueError(f"decode {decode!r}: expected one of {DECODERS}")
-        self.urls, self.crop, self.buffer, self.seed = list(urls), crop, buffer, seed
+        self.urls, self.rules, self.crop, self.buffer, self.seed = list(urls), rules, crop, buffer, seed
         self.batch_size, self.decode = batch_size, decode
         self.rank, self.world = rank, world
         self.epoch = 0
@@ -126,26 +134,25 @@ class TrainStream(IterableDataset):
             yield from shuffle_buffer(read_tar_samples(self.shards_for_pass(q, slot, slots)), self.buffer, rng)
             q += 1
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list, list, int]]:
         slot, slots = worker_slot(self.rank, self.world)
         rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
         samples = self.samples(slot, slots, rng)
         if self.decode == "device":
             yield from self._undecoded_batches(samples, rng)
-        b, c = self.batch_size, self.crop
+        b, c, patch = self.batch_size, self.crop, self.rules.patch
         info = get_worker_info()
         pool: dict[int, torch.Tensor] = {}
         while True:
-            # HWC memory: libjpeg decodes to HWC (decode_jpeg returns a CHW *view* of it), so
-            # each crop row is one contiguous copy, and the batch arrives channels_last, the
-            # layout the model runs in. (A CHW batch made this a transposing copy.)
+            # HWC memory: libjpeg decodes to HWC, so each crop row is one contiguous copy,
+            # and the batch arrives channels_last, the layout the model runs in.
             flag, images = self._acquire(pool, info, (b, c, c, 3))
             out = images.numpy()  # numpy's strided copy is ~2x torch's for this slice
             labels, flips = [], []
             for i in range(b):
-                img, label = decode_sample(next(samples))
-                top, left, flip = draw_crop(img.shape[1], img.shape[2], c, rng)
-                out[i] = img.permute(1, 2, 0).numpy()[top:top + c, left:left + c]
+                img, label = decode_sample(next(samples), self.rules)
+                top, left, flip = draw_crop(patch, patch, c, rng)
+                out[i] = img[top:top + c, left:left + c]
                 labels.append(label)
                 flips.append(flip)
             # labels and flags travel as plain lists: a small tensor would cost a new
@@ -154,18 +161,19 @@ class TrainStream(IterableDataset):
 
     def _undecoded_batches(self, samples: Iterator[dict], rng: random.Random):
         """--decode device: the same draws, but JPEG bytes travel and the device decodes."""
-        b, c = self.batch_size, self.crop
+        b, c, patch = self.batch_size, self.crop, self.rules.patch
         while True:
-            raw: dict[str, list] = {"jpg": [], "top": [], "left": [], "where": []}
+            raw: dict[str, list] = {"jpg": [], "top": [], "left": [], "where": [], "patch": patch}
             labels, flips = [], []
             for _ in range(b):
                 sample = next(samples)
-                top, left, flip = draw_crop(EXPECTED_SIZE, EXPECTED_SIZE, c, rng)
+                place = where(sample)
+                top, left, flip = draw_crop(patch, patch, c, rng)
                 raw["jpg"].append(sample["jpg"])
                 raw["top"].append(top)
                 raw["left"].append(left)
-                raw["where"].append(f"{sample.get('__url__')}: sample {sample.get('__key__')!r}")
-                labels.append(int(sample["cls"]))
+                raw["where"].append(place)
+                labels.append(parse_label(sample["cls"], self.rules.classes, place))
                 flips.append(flip)
             yield raw, labels, flips, -1
 
@@ -211,37 +219,40 @@ def iterate_train_batches(stream: TrainStream, workers: int, pin: bool,
 
 def decode_crops_on_device(raw: dict, crop: int, device: torch.device) -> torch.Tensor:
     """A batch of JPEG bytes -> uint8 (B, 3, crop, crop) crops on `device` (nvJPEG, batched,
-    on CUDA; libjpeg-turbo on the CPU, which the tests use to check this path)."""
-    if decode_jpeg is None:
-        raise RuntimeError("--decode device needs torchvision.io.decode_jpeg")
+    on CUDA; libjpeg-turbo on the CPU, which the tests use to check this path). nvJPEG
+    reports no corrupt-data warnings: this path relies on the shards' checksums
+    (--verify-checksums, alexnet-prep verify) for damage the decoder accepts."""
+    from torchvision.io import ImageReadMode, decode_jpeg  # deprecated for torchcodec; only this path
+
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw["jpg"]]
     try:
-        images = decode_jpeg(data, device=device)
+        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
-        for one, where in zip(data, raw["where"]):  # find the culprit to name it
+        for one, place in zip(data, raw["where"]):  # find the culprit to name it
             try:
-                decode_jpeg(one, device=device)
+                decode_jpeg(one, mode=ImageReadMode.RGB, device=device)
             except RuntimeError as exc:
-                raise ValueError(f"{where}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
+                raise ValueError(f"{place}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
         raise
     crops = []
-    for img, top, left, where in zip(images, raw["top"], raw["left"], raw["where"]):
-        crops.append(check_decoded(img, where)[:, top:top + crop, left:left + crop])
+    for img, top, left, place in zip(images, raw["top"], raw["left"], raw["where"]):
+        crops.append(check_decoded(img, raw["patch"], place)[:, top:top + crop, left:left + crop])
     return torch.stack(crops)
 
 
 class EvalShards(IterableDataset):
-    """Every sample of `urls` once across all ranks and workers; full 256x256 images."""
+    """Every sample of `urls` once across all ranks and workers; whole patches, CHW uint8."""
 
-    def __init__(self, urls: list[str], rank: int = 0, world: int = 1, limit: int | None = None):
-        self.urls, self.rank, self.world, self.limit = list(urls), rank, world, limit
+    def __init__(self, urls: list[str], rules: SampleRules, rank: int = 0, world: int = 1, limit: int | None = None):
+        self.urls, self.rules, self.rank, self.world, self.limit = list(urls), rules, rank, world, limit
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         slot, slots = worker_slot(self.rank, self.world)
         for n, sample in enumerate(read_tar_samples(self.urls[slot::slots])):
             if self.limit is not None and n >= self.limit:
                 return
-            yield decode_sample(sample)
+            img, label = decode_sample(sample, self.rules)
+            yield torch.from_numpy(img).permute(2, 0, 1), label
 
 
 def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> None:

@@ -5,30 +5,32 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .augment import Normalizer
-from .checkpoint import check_num_classes, load_checkpoint
+from .augment import DeviceAugment
+from .checkpoint import check_classes, load_checkpoint
 from .config import TrainConfig
+from .dataset import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
-from .loop import autocast_for, final_evaluation, load_dataset, resolve_device
-from .model import build_model
+from .loop import autocast_for, final_evaluation, resolve_device
+from .model import AlexNet, Architecture
 
 
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: str, workers: int,
                         figures: bool) -> dict:
     start = time.perf_counter()
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
+    manifest, stats = load_dataset(shards)
+    check_classes(state, manifest.class_table(), checkpoint)
     trained = TrainConfig.from_dict(state["config"])
-    cfg = replace(trained, shards=shards, workers=workers, figures=figures, fast_dev_run=False).resolved()
-    manifest, stats = load_dataset(cfg)
-    check_num_classes(state, manifest.num_classes, checkpoint)
+    cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures,
+                  fast_dev_run=False).resolved(manifest.patch_size)
     device = resolve_device(device_name)
-    model = build_model(manifest.num_classes, cfg.dropout).to(device)
+    model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
-    normalizer = Normalizer(stats, cfg.pca_std, cfg.normalize == "std", device)
+    augment = DeviceAugment(stats, cfg.pca_std, cfg.normalize == "std", device)
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         log_kernel_figure(model, None, out, state["epoch"])
-    return final_evaluation(cfg, manifest, model, normalizer, device, autocast_for(device, cfg.precision),
-                            Dist(), out, None, device.type == "cuda", time.perf_counter() - start,
-                            state["epoch"] + 1)
+    return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
+                            amp=autocast_for(device, cfg.precision), d=Dist(), folder=out, writer=None,
+                            wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1)

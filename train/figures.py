@@ -13,7 +13,7 @@ from PIL import Image
 from shared.manifest import Manifest
 
 from .augment import centre_crop
-from .data import EvalShards
+from .data import EvalShards, SampleRules
 
 KERNEL_ZOOM = 4
 PER_ROW = 16
@@ -69,9 +69,9 @@ def nearest_neighbours(queries: torch.Tensor, pool: torch.Tensor, k: int) -> tup
     return values, indices
 
 
-def load_images(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_images(urls: list[str], rules: SampleRules, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
-    for img, label in EvalShards(urls, limit=limit):
+    for img, label in EvalShards(urls, rules, limit=limit):
         images.append(img)
         labels.append(label)
         if len(images) == limit:
@@ -91,14 +91,14 @@ def pick_spread(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fc7_features(model, images: torch.Tensor, normalizer, device, crop: int, batch: int = 64):
+def fc7_features(model, images: torch.Tensor, augment, device, crop: int, batch: int = 64):
     model.eval()
     feats, probs = [], []
     for i in range(0, len(images), batch):
-        x = normalizer(centre_crop(images[i:i + batch].to(device), crop))
+        x = augment(centre_crop(images[i:i + batch].to(device), crop))
         h = model.penultimate(x)
         feats.append(h.float().cpu())
-        probs.append(F.softmax(model.fc8(h).float(), dim=1).cpu())
+        probs.append(F.softmax(model.fc8(model.dropout(h)).float(), dim=1).cpu())  # dropout: x0.5 under "paper"
     return torch.cat(feats), torch.cat(probs)
 
 
@@ -127,19 +127,20 @@ def _to_png(fig) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def write_prediction_figures(model, manifest: Manifest, shards: Path, normalizer, device, crop: int,
+def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, device, crop: int,
                              run: Path, writer=None, n_queries: int = 8, k: int = 6,
                              pool_size: int = 2000, url_template: str | None = None) -> list[Path]:
     """Figure 4: left, top-5 for `n_queries` eval images; right, each query and the `k`
     training images whose fc7 activations are nearest (from the first `pool_size`)."""
-    split = "val" if "val" in manifest.splits and manifest.splits["val"].samples else "holdout"
     names = class_labels(manifest)
-    candidates, c_labels = load_images(manifest.shard_paths(shards, split, url_template), 25 * n_queries)
+    rules = SampleRules(manifest.patch_size, manifest.num_classes)
+    candidates, c_labels = load_images(manifest.shard_paths(shards, manifest.reported_split, url_template), rules,
+                                       25 * n_queries)
     chosen = pick_spread(c_labels, n_queries)
     queries, q_labels = candidates[chosen], c_labels[chosen]
-    pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), pool_size)
-    q_feats, q_probs = fc7_features(model, queries, normalizer, device, crop)
-    p_feats, _ = fc7_features(model, pool, normalizer, device, crop)
+    pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), rules, pool_size)
+    q_feats, q_probs = fc7_features(model, queries, augment, device, crop)
+    p_feats, _ = fc7_features(model, pool, augment, device, crop)
     values, indices = top5(q_probs)
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(queries), figsize=(1.6 * len(queries), 3.6),

@@ -1,33 +1,40 @@
-"""The training loop: one visible function, `train`, with `train_one_epoch` and `evaluate`."""
+"""The training loop in torchvision references' shape: `train` sets up one `Run`, then per
+epoch `train_one_epoch`, `evaluate` on the holdout, the §5 schedule and checkpoints, and at
+the end `final_evaluation` (§4.1's ten views) with the best-by-holdout weights."""
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
-import random
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from shared.json_files import write_json_atomic
-from shared.manifest import Manifest, read_manifest
-from shared.stats import RgbStats, read_stats
+from shared.manifest import Manifest
+from shared.stats import RgbStats
 
-from .augment import Normalizer, centre_crop, ten_views
-from .checkpoint import copy_checkpoint, load_checkpoint, restore_rng, save_checkpoint, unwrap
+from .augment import DeviceAugment, centre_crop, ten_views
+from .checkpoint import (check_best_matches, check_classes, checkpoint_state, load_checkpoint,
+                         remove_partial_writes, restore_best, save_epoch_checkpoints)
 from .config import TrainConfig
-from .data import EvalShards, TrainStream, check_shard_count, iterate_train_batches, make_loader
+from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
+from .dataset import check_shards, eval_shortfall, load_dataset
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
-from .optim import build_optimizer, build_schedule
-from .run_folder import append_metrics, create_run_dir, git_hash, write_results
+from .optim import build_optimizer
+from .run_folder import append_metrics, create_run_dir, git_hash, rewrite_metrics, write_results
+from .schedule import LrDrop, LrSchedule
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
 
@@ -45,21 +52,33 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def count_topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
+def derive_seed(seed: int, rank: int, epoch: int, purpose: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}/{rank}/{epoch}/{purpose}".encode()).digest()[:8], "little")
+
+
+def seed_epoch(seed: int, rank: int, epoch: int) -> torch.Generator:
+    """Dropout masks (torch's global generators) and the PCA lighting generator for one
+    epoch of one rank: different on every rank (each GPU draws its own masks and lighting),
+    a pure function of (seed, rank, epoch), so a resumed run draws what an uninterrupted one did."""
+    torch.manual_seed(derive_seed(seed, rank, epoch, "dropout"))
+    return torch.Generator().manual_seed(derive_seed(seed, rank, epoch, "lighting"))
+
+
+def count_topk_correct(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[int]:
     """How many labels are among the k highest scores, for each k (k capped at #classes)."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    top = probs.topk(min(max(ks), probs.shape[1]), dim=1).indices
     hits = top == labels[:, None]
     return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
 
 
 @torch.no_grad()
-def evaluate(model, loader, normalizer: Normalizer, device, crop: int, views: int, amp, d: Dist,
+def evaluate(model, loader, augment: DeviceAugment, device, crop: int, views: int, amp, d: Dist,
              desc: str = "eval") -> dict:
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
     views with their softmax outputs averaged."""
     model.eval()
     # crops per forward pass: big batches keep a GPU busy (eager 10-view inference ran at
-    # 26,890 crops/s at 1280 on an H200, issue 4); on the CPU they only cost memory
+    # 26,890 crops/s at 1280 on an H200, docs/performance.md); on the CPU they only cost memory
     max_crops = 1280 if device.type == "cuda" else 256
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
@@ -69,9 +88,8 @@ def evaluate(model, loader, normalizer: Normalizer, device, crop: int, views: in
         stacked = torch.cat(crops)  # uint8 (views * B, 3, crop, crop): views share forward passes
         probs = []
         for chunk in stacked.split(max_crops):
-            x = normalizer(chunk)
             with amp:
-                probs.append(F.softmax(model(x).float(), dim=1))
+                probs.append(F.softmax(model(augment(chunk)).float(), dim=1))
         probs = torch.cat(probs).view(len(crops), len(images), -1).mean(0)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
@@ -84,7 +102,7 @@ def evaluate(model, loader, normalizer: Normalizer, device, crop: int, views: in
             "samples": seen, "views": views}
 
 
-def train_one_epoch(model, optimizer, batches, steps: int, normalizer: Normalizer, generator, device,
+def train_one_epoch(model, optimizer, batches, steps: int, augment: DeviceAugment, generator, device,
                     amp, d: Dist, epoch: int) -> dict:
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -93,8 +111,8 @@ def train_one_epoch(model, optimizer, batches, steps: int, normalizer: Normalize
                disable=not d.is_main, file=sys.stderr)
     for step, (images, labels, flips) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        alphas = normalizer.draw_alphas(len(images), generator)
-        x = normalizer(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
+        alphas = augment.draw_alphas(len(images), generator)
+        x = augment(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
         with amp:
             loss = F.cross_entropy(model(x), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -110,6 +128,183 @@ def train_one_epoch(model, optimizer, batches, steps: int, normalizer: Normalize
     return {"loss": loss, "images_per_s": images_seen / (time.perf_counter() - start)}
 
 
+@dataclass
+class Run:
+    """One training run's state; `model` is the bare module (torchvision's model_without_ddp),
+    `net` what the loop calls (DDP and/or torch.compile around it)."""
+    cfg: TrainConfig
+    device: torch.device
+    d: Dist
+    manifest: Manifest
+    stats: RgbStats
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: LrSchedule
+    augment: DeviceAugment
+    amp: object
+    steps: int
+    epochs: int
+    start_epoch: int = 0
+    best_error: float = math.inf
+    best_epoch: int = -1
+    folder: Path | None = None
+    writer: SummaryWriter | None = None
+    resumed_row: dict | None = None  # last.pt's metrics row, re-written to metrics.jsonl if a kill lost it
+
+
+def train(cfg: TrainConfig) -> dict:
+    device = resolve_device(cfg.device)
+    d = init_distributed(device.type)
+    if device.type == "cuda" and d.enabled:
+        device = torch.device("cuda", d.local_rank)
+    try:
+        run = setup_run(cfg, device, d)
+        wall_start = time.perf_counter()
+        for epoch in range(run.start_epoch, run.epochs):
+            run_epoch(run, epoch)
+        return finish(run, time.perf_counter() - wall_start)
+    finally:
+        close_distributed(d)
+
+
+def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
+    cfg = cfg.resolved()
+    manifest, stats = load_dataset(cfg.shards)
+    cfg = cfg.resolved(manifest.patch_size)
+    check_shards(manifest, cfg)
+    if cfg.batch_size % d.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
+    steps = FAST_DEV_STEPS if cfg.fast_dev_run else (
+        cfg.steps_per_epoch or max(1, manifest.splits["train"].samples // cfg.batch_size))
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_model(manifest.num_classes, cfg.architecture(), cfg.init)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.learn_rate, cfg.momentum, cfg.weight_decay,
+                                cfg.bias_lr_mult if cfg.optimizer == "sgd" else 1.0)
+    schedule = LrSchedule(optimizer, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta,
+                          cfg.milestones(), cfg.lr_drops)
+    run = Run(cfg, device, d, manifest, stats, model, model, optimizer, schedule,
+              DeviceAugment(stats, cfg.pca_std, cfg.normalize == "std", device), autocast_for(device, cfg.precision),
+              steps, 1 if cfg.fast_dev_run else cfg.epochs)
+    if cfg.resume:
+        resume_from(run, cfg.resume)
+    run.net = wrap_for_training(run)
+    if d.is_main:
+        open_run_folder(run)
+    return run
+
+
+def wrap_for_training(run: Run) -> nn.Module:
+    if run.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
+    net = run.model
+    if run.d.enabled:
+        net = DistributedDataParallel(net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    use_compile = run.cfg.compile if run.cfg.compile is not None else run.device.type == "cuda"
+    return torch.compile(net) if use_compile else net
+
+
+def resume_from(run: Run, path: Path) -> None:
+    state = load_checkpoint(path)
+    check_classes(state, run.manifest.class_table(), path)
+    if state["architecture"] != run.model.arch.to_dict():
+        raise ValueError(f"{path}: trained with architecture {state['architecture']}, this run asks for "
+                         f"{run.model.arch.to_dict()}; pass the same --lrn/--conv1-padding/--dropout-mode flags")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.start_epoch = state["epoch"] + 1
+    run.best_error, run.best_epoch = check_best_matches(Path(path).parent, state)
+    run.resumed_row = state["metrics_row"]
+
+
+def open_run_folder(run: Run) -> None:
+    cfg = run.cfg
+    resume_dir = Path(cfg.resume).parent if cfg.resume else None
+    if resume_dir is not None and cfg.run_name is None:
+        folder = resume_dir  # continue in place: best.pt and metrics.jsonl live there
+    else:
+        folder = create_run_dir(cfg.logdir, cfg.run_name, run.manifest.task)
+    run.folder = folder
+    for stale in remove_partial_writes(folder):
+        print(f"removed {stale}: a save interrupted by a crash", file=sys.stderr)
+    if resume_dir is not None:
+        prepare_resumed_folder(run, resume_dir)
+    write_json_atomic(folder / "config.json", {
+        "config": cfg.to_dict(), "git": git_hash(), "world_size": run.d.world, "device": str(run.device),
+        "torch": torch.__version__, "steps_per_epoch": run.steps, "per_rank_batch": cfg.batch_size // run.d.world,
+        "architecture": run.model.arch.to_dict()})
+    run.writer = SummaryWriter(str(folder))
+    print(f"run folder {folder}: {run.manifest.task}, {run.manifest.num_classes} classes, {run.steps} steps/epoch "
+          f"x {run.epochs - run.start_epoch} epochs, batch {cfg.batch_size} ({run.d.world} ranks), {run.device}",
+          file=sys.stderr)
+
+
+def prepare_resumed_folder(run: Run, resume_dir: Path) -> None:
+    """metrics.jsonl holds each finished epoch once; best.pt comes along to a new folder."""
+    rewrite_metrics(run.folder, run.start_epoch - 1, run.resumed_row, source=resume_dir / "metrics.jsonl")
+    if run.folder != resume_dir and (resume_dir / "best.pt").is_file():
+        (run.folder / "best.pt").write_bytes((resume_dir / "best.pt").read_bytes())
+
+
+def run_epoch(run: Run, epoch: int) -> None:
+    cfg, d = run.cfg, run.d
+    generator = seed_epoch(cfg.seed, d.rank, epoch)
+    lr = run.schedule.lr
+    batches = iterate_train_batches(train_stream(run, epoch), cfg.workers, run.device.type == "cuda", run.device)
+    train_metrics = train_one_epoch(run.net, run.optimizer, batches, run.steps, run.augment, generator, run.device,
+                                    run.amp, d, epoch)
+    batches.close()  # shuts the epoch's loader workers down
+    holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
+    held = evaluate(run.model, holdout, run.augment, run.device, cfg.crop, 1, run.amp, d, "holdout")
+    if not cfg.fast_dev_run and held["samples"] != run.manifest.splits["holdout"].samples:
+        raise RuntimeError(f"holdout evaluated {held['samples']} samples, manifest says "
+                           f"{run.manifest.splits['holdout'].samples}")
+    drop = run.schedule.step(epoch, held["error@1"])
+    improved = held["error@1"] < run.best_error
+    if improved:
+        run.best_error, run.best_epoch = held["error@1"], epoch
+    if d.is_main:
+        record_epoch(run, epoch, {"epoch": epoch, "lr": lr, "train": train_metrics, "holdout": held,
+                                  **({"lr_drop": asdict(drop)} if drop else {})}, drop, improved)
+
+
+def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved: bool) -> None:
+    step = (epoch + 1) * run.steps
+    w = run.writer
+    log_scalars(w, "train", {**row["train"], "lr": row["lr"]}, step)
+    log_scalars(w, "holdout", row["holdout"], step)
+    if run.cfg.extra_logging:
+        for name, p in run.model.named_parameters():
+            w.add_histogram(f"param/{name}", p, step)
+            if p.grad is not None:
+                w.add_histogram(f"grad/{name}", p.grad, step)
+    if run.cfg.figures:
+        log_kernel_figure(run.model, w, run.folder, step)
+    held, tm = row["holdout"], row["train"]
+    print(f"epoch {epoch}: loss {tm['loss']:.4f}, holdout error@1 {held['error@1']:.4f} error@5 "
+          f"{held['error@5']:.4f} ({held['samples']} samples), lr {row['lr']:g}, {tm['images_per_s']:.0f} img/s",
+          file=sys.stderr)
+    if drop is not None:
+        w.add_scalar("train/lr_drop", drop.lr, step)
+        w.add_text("lr_drops", f"epoch {drop.epoch}: holdout error@1 {drop.holdout_error:.4f}, ε -> {drop.lr:g}", step)
+        print(f"lr drop {len(run.schedule.drops)}/{run.cfg.lr_drops} after epoch {drop.epoch}: holdout error@1 "
+              f"{drop.holdout_error:.4f} ({run.cfg.lr_schedule} rule), ε -> {drop.lr:g}", flush=True)
+    state = checkpoint_state(
+        model=run.model, optimizer=run.optimizer, schedule=run.schedule, epoch=epoch, config=run.cfg.to_dict(),
+        arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=normalization(run),
+        patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row)
+    save_epoch_checkpoints(run.folder, state, improved)
+    append_metrics(run.folder, row)  # after the checkpoint: a resume rewrites rows past last.pt's epoch
+
+
+def normalization(run: Run) -> dict:
+    s = run.stats
+    return {"mean_rgb": s.mean_rgb, "std_rgb": s.std_rgb, "divide_std": run.cfg.normalize == "std",
+            "eigenvalues": s.eigenvalues, "eigenvectors": s.eigenvectors}
+
+
 def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
     if writer is None:
         return
@@ -118,156 +313,77 @@ def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
             writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
-def load_dataset(cfg: TrainConfig) -> tuple[Manifest, RgbStats]:
-    manifest = read_manifest(cfg.shards)
-    for split in ("train", "holdout"):
-        if split not in manifest.splits or manifest.splits[split].samples == 0:
-            raise ValueError(f"{cfg.shards}: no {split!r} split; re-run alexnet-prep shard")
-    return manifest, read_stats(cfg.shards)
+def train_stream(run: Run, epoch: int) -> TrainStream:
+    cfg, d, manifest = run.cfg, run.d, run.manifest
+    urls = manifest.shard_paths(cfg.shards, "train", cfg.shard_urls)
+    check_shard_count(urls, d.world, max(1, cfg.workers), cfg.shards)
+    stream = TrainStream(urls, rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
+                         buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=d.rank, world=d.world,
+                         batch_size=cfg.batch_size // d.world, decode=cfg.decode)
+    stream.epoch = epoch
+    return stream
 
 
-def eval_loader(manifest, cfg, split, d: Dist, workers: int, pin: bool):
+def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, device: torch.device):
     urls = manifest.shard_paths(cfg.shards, split, cfg.shard_urls)
     limit = FAST_DEV_STEPS * cfg.eval_batch_size if cfg.fast_dev_run else None
-    dataset = EvalShards(urls, d.rank, d.world, limit)
-    return make_loader(dataset, cfg.eval_batch_size, min(workers, max(1, len(urls) // d.world)), pin)
+    dataset = EvalShards(urls, SampleRules(manifest.patch_size, manifest.num_classes), d.rank, d.world, limit)
+    workers = min(cfg.workers, max(1, len(urls) // d.world))
+    return make_loader(dataset, cfg.eval_batch_size, workers, device.type == "cuda")
 
 
-def train(cfg: TrainConfig) -> dict:
-    cfg = cfg.resolved()
-    device = resolve_device(cfg.device)
-    d = init_distributed(device.type)
-    if device.type == "cuda" and d.enabled:
-        device = torch.device("cuda", d.local_rank)
-    try:
-        return _train(cfg, device, d)
-    finally:
-        close_distributed(d)
-
-
-def _train(cfg: TrainConfig, device: torch.device, d: Dist) -> dict:
-    manifest, stats = load_dataset(cfg)
-    if cfg.batch_size % d.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
-    local_batch = cfg.batch_size // d.world
-    train_urls = manifest.shard_paths(cfg.shards, "train", cfg.shard_urls)
-    check_shard_count(train_urls, d.world, max(1, cfg.workers), cfg.shards)
-    steps = FAST_DEV_STEPS if cfg.fast_dev_run else (
-        cfg.steps_per_epoch or max(1, manifest.splits["train"].samples // cfg.batch_size))
-    epochs = 1 if cfg.fast_dev_run else cfg.epochs
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv kernels once
-
-    model = build_model(manifest.num_classes, cfg.dropout, cfg.init).to(device, memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.learn_rate, cfg.momentum, cfg.weight_decay)
-    schedule = build_schedule(optimizer, cfg.lr_patience, cfg.lr_drops, cfg.learn_rate)
-    start_epoch, best_error = 0, float("inf")
-    if cfg.resume:
-        state = load_checkpoint(cfg.resume, manifest.num_classes)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, best_error = state["epoch"] + 1, state["best_error"]
-        restore_rng(state)
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if d.enabled else model
-    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    if use_compile:
-        net = torch.compile(net)
-    amp = autocast_for(device, cfg.precision)
-    normalizer = Normalizer(stats, cfg.pca_std, cfg.normalize == "std", device)
-    pin = device.type == "cuda"
-    stream = TrainStream(train_urls, cfg.crop, cfg.shuffle_buffer, cfg.seed, d.rank, d.world, local_batch,
-                         cfg.decode)
-    holdout = eval_loader(manifest, cfg, "holdout", d, cfg.workers, pin)
-
-    run = writer = None
-    if d.is_main:
-        run = create_run_dir(cfg.logdir, cfg.run_name, manifest.task)
-        write_json_atomic(run / "config.json", {"config": cfg.to_dict(), "git": git_hash(), "world_size": d.world,
-                                         "device": str(device), "torch": torch.__version__,
-                                         "steps_per_epoch": steps, "per_rank_batch": local_batch})
-        writer = SummaryWriter(str(run))
-        print(f"run folder {run}: {manifest.task}, {manifest.num_classes} classes, {steps} steps/epoch "
-              f"x {epochs - start_epoch} epochs, batch {cfg.batch_size} ({d.world} ranks), {device}",
-              file=sys.stderr)
-    wall_start = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        stream.epoch = epoch
-        generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # PCA lighting draws
-        batches = iterate_train_batches(stream, cfg.workers, pin, device)
-        train_metrics = train_one_epoch(net, optimizer, batches, steps, normalizer, generator, device, amp,
-                                        d, epoch)
-        batches.close()  # shuts the epoch's loader workers down
-        held = evaluate(unwrap(net), holdout, normalizer, device, cfg.crop, 1, amp, d, "holdout")
-        schedule.step(held["error@1"])
-        lr = optimizer.param_groups[0]["lr"]
-        improved = held["error@1"] < best_error
-        best_error = min(best_error, held["error@1"])
-        if d.is_main:
-            step = (epoch + 1) * steps
-            log_scalars(writer, "train", {**train_metrics, "lr": lr}, step)
-            log_scalars(writer, "holdout", held, step)
-            if cfg.extra_logging:
-                for name, p in unwrap(net).named_parameters():
-                    writer.add_histogram(f"param/{name}", p, step)
-                    if p.grad is not None:
-                        writer.add_histogram(f"grad/{name}", p.grad, step)
-            if cfg.figures:
-                log_kernel_figure(unwrap(net), writer, run, step)
-            append_metrics(run, {"epoch": epoch, "lr": lr, "train": train_metrics, "holdout": held})
-            print(f"epoch {epoch}: loss {train_metrics['loss']:.4f}, holdout error@1 {held['error@1']:.4f} "
-                  f"error@5 {held['error@5']:.4f} ({held['samples']} samples), lr {lr:g}, "
-                  f"{train_metrics['images_per_s']:.0f} img/s", file=sys.stderr)
-            save_checkpoint(run / "last.pt", model=unwrap(net), optimizer=optimizer, schedule=schedule,
-                            epoch=epoch, config=cfg.to_dict(), num_classes=manifest.num_classes,
-                            best_error=best_error, metrics={"holdout": held, "train": train_metrics})
-            if improved:  # the same state: copy the file rather than serialise it twice
-                copy_checkpoint(run / "last.pt", run / "best.pt")
-        if not cfg.fast_dev_run:
-            expect = manifest.splits["holdout"].samples
-            if held["samples"] != expect:
-                raise RuntimeError(f"holdout evaluated {held['samples']} samples, manifest says {expect}")
-
-    model = unwrap(net)
-    if run is not None and (run / "best.pt").exists():  # model selection by holdout error
-        model.load_state_dict(load_checkpoint(run / "best.pt")["model"])
-    if d.enabled:  # rank 0 loaded best.pt; give every rank the same weights
-        for tensor in model.state_dict().values():
+def finish(run: Run, wall_s: float) -> dict:
+    """Model selection by holdout error (best.pt), then the final evaluation on every rank."""
+    if run.folder is not None:
+        best = restore_best(run.folder)
+        if best is not None:
+            run.model.load_state_dict(best["model"])
+    if run.d.enabled:  # rank 0 loaded best.pt; give every rank the same weights
+        for tensor in run.model.state_dict().values():
             torch.distributed.broadcast(tensor, 0)
-    results = final_evaluation(cfg, manifest, model, normalizer, device, amp, d, run, writer, pin,
-                               time.perf_counter() - wall_start, epochs)
-    if writer is not None:
-        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
-        writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in results["metrics"].items()
-                                     if isinstance(v, float)}, run_name=".")
-        writer.close()
+    results = final_evaluation(cfg=run.cfg, manifest=run.manifest, model=run.model, augment=run.augment,
+                               device=run.device, amp=run.amp, d=run.d, folder=run.folder, writer=run.writer,
+                               wall_s=wall_s, epochs=run.epochs)
+    if run.writer is not None:
+        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in run.cfg.to_dict().items()}
+        run.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in results["metrics"].items()
+                                         if isinstance(v, float)}, run_name=".")
+        run.writer.close()
     return results
 
 
-def final_evaluation(cfg, manifest, model, normalizer, device, amp, d: Dist, run: Path | None, writer, pin,
-                     wall_s: float, epochs: int) -> dict:
-    """`model` on val (or holdout if there is no val): centre crop and the 10 views of §4.1."""
-    split = "val" if "val" in manifest.splits and manifest.splits["val"].samples else "holdout"
-    loader = eval_loader(manifest, cfg, split, d, cfg.workers, pin)
+def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: DeviceAugment, device, amp, d: Dist,
+                     folder: Path | None, writer, wall_s: float, epochs: int) -> dict:
+    """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1."""
+    split = manifest.reported_split
+    loader = eval_loader(cfg, manifest, split, d, device)
     metrics = {}
     for views, prefix in ((1, "centre_"), (10, "")):  # the paper reports the 10-view figures
-        m = evaluate(model, loader, normalizer, device, cfg.crop, views, amp, d, f"{split} {views}-view")
+        m = evaluate(model, loader, augment, device, cfg.crop, views, amp, d, f"{split} {views}-view")
         if not cfg.fast_dev_run and m["samples"] != manifest.splits[split].samples:
             raise RuntimeError(f"{split} evaluated {m['samples']} samples, manifest says "
                                f"{manifest.splits[split].samples}")
         metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], "samples": m["samples"]})
+    shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
     results = {"task": manifest.task, "split": split, "metrics": metrics}
     if d.is_main:
-        if writer is not None:
-            log_scalars(writer, split, metrics, 0)
-        results = write_results(run, manifest, cfg, metrics, split, wall_s, str(device), git_hash(), epochs)
+        report_shortfall(shortfall, manifest)
+        log_scalars(writer, split, metrics, 0)
+        results = write_results(folder, manifest, cfg, metrics, split, wall_s, str(device), git_hash(), epochs,
+                                shortfall)
         if cfg.figures:
-            write_prediction_figures(model, manifest, cfg.shards, normalizer, device, cfg.crop, run, writer,
+            write_prediction_figures(model, manifest, cfg.shards, augment, device, cfg.crop, folder, writer,
                                      url_template=cfg.shard_urls)
         print(f"{split} ({metrics['samples']} samples): 10-view error@1 {metrics['error@1']:.4f} "
               f"error@5 {metrics['error@5']:.4f}; centre crop error@1 {metrics['centre_error@1']:.4f} "
               f"error@5 {metrics['centre_error@5']:.4f}", file=sys.stderr)
     return results
+
+
+def report_shortfall(shortfall: dict | None, manifest: Manifest) -> None:
+    if shortfall is None:
+        return
+    skipped = sum(1 for s in manifest.skipped if s.split == "val")
+    print(f"WARNING: {manifest.task} val holds {shortfall['evaluated']:,} of the official {shortfall['expected']:,} "
+          f"images ({shortfall['missing']:,} missing; {skipped} val inputs skipped by prep, listed in "
+          f"manifest.json): these error rates are not comparable with published ones", file=sys.stderr)

@@ -1,82 +1,192 @@
-"""AlexNet as in Krizhevsky, Sutskever & Hinton (2012), §3 and Figure 2.
+"""AlexNet as Krizhevsky ran it: paper §3 and Figure 2, checked against cuda-convnet.
 
-Shapes below are for one 3x224x224 input. The two-GPU split is emulated with grouped
-convolutions (groups=2) in conv2, conv4 and conv5; conv3 and the fc layers see both halves.
+Shapes below are for one 3x224x224 input. The two GPUs are emulated with grouped
+convolutions (groups=2) in conv2, conv4 and conv5, and LRN normalises within each half;
+conv3 and the fully-connected layers see both halves, as in Figure 2.
 
-Deviations from the paper, each deliberate:
-- Input 224x224 with conv1 padding 2 gives the paper's 55x55 map; the paper says 224 but
-  its arithmetic needs 227 ((227-11)/4+1 = 55). Padding 2 keeps the 224 crops of §4.1.
+Where the paper's text and the code that produced its numbers disagree, the default is
+the code's and the text stays an option (README, "Deviations", has the full table):
+- LRN (`lrn`). "as-run": cuda-convnet's cross-map response norm divides its configured
+  scale by the size (cuda-convnet2 layer.py, CrossMapResponseNormLayerParser:
+  `dic['scale'] /= dic['size']`; the 2012 cuda-convnet's layer.py does the same), and its
+  ImageNet config sets scale=0.0001, size=5, pow=0.75, minDiv=2
+  (layers/layer-params-imagenet-2gpu-model.cfg), so each squared neighbour weighs 2e-5 --
+  what Caffe (alpha 0.0001, local_size 5) and nn.LocalResponseNorm(5, 1e-4) compute too.
+  Each GPU normalises only its own maps (layers-imagenet-2gpu-model.cfg: rnorm1a/rnorm1b,
+  channels=48). "text": §3.3 read literally, alpha=1e-4 per term across all maps (5x
+  stronger, mixing the halves). "none": the §3.3 ablation.
+- conv1 geometry (`conv1_padding`). "as-run": cuda-convnet sizes a convolution's output
+  with a ceiling, 1 + ceil((2*padding + 224 - 11) / 4) = 55 with padding=0 (conv1a), so
+  the last window overhangs the right and bottom edges by 3 zero pixels. "symmetric": 2
+  zero pixels on every side, also 55x55. (The text's 224, 11, stride 4 and no padding give
+  54x54 under the usual floor.)
+- Dropout (`dropout_mode`). "paper": §4.2, outputs zeroed with probability 0.5 while
+  training and multiplied by 0.5 at test time (cuda-convnet2 `dropout2`, used by its
+  layers-imagenet-1gpu.cfg). "inverted": x2 while training, identity at test (nn.Dropout,
+  Caffe, cuda-convnet2 `dropout` in the 2gpu-model config).
+- Dropout acts on the outputs of fc6 and fc7 (cuda-convnet, Caffe); §4.2 says only "the
+  first two fully-connected layers".
 - Layer-1 activations are 55*55*96 = 290,400; the paper's 253,440 is a misprint.
-- Dropout acts on the outputs of fc6 and fc7 (as in cuda-convnet and Caffe's bvlc_alexnet);
-  the paper says only "the first two fully-connected layers".
-- Weight decay is applied to weights, not biases (cuda-convnet's layer params); the paper's
-  update rule (§5) does not say.
-- The default initialisation is "caffe": bias 0.1 where §5 says 1. With 1, §5's SGD diverged
-  in bench/compare_init.py (README, "Initialisation"); `--init paper` gives the paper's.
-- LRN is computed as a 5-term shifted sum over channels (exactly the §3.3 formula), which
-  torch.compile fuses; nn.LocalResponseNorm gives the same values (tests/test_model.py).
+- Initialisation: see `init_weights` ("caffe" default; "paper" is §5 exactly).
+Ablations of §3.2 (`towers="one"`), §3.3 (`lrn="none"`) and §3.4 (`pool_size=2`) are
+options too; their numbers are in the README's ablation table.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 ARCH = "alexnet-krizhevsky-2012"
-# §3.3: b = a / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta, hyper-parameters from the paper.
-LRN_K, LRN_N, LRN_ALPHA, LRN_BETA = 2.0, 5, 1e-4, 0.75
-INIT_WEIGHT_STD = 0.01  # §5: zero-mean Gaussian, standard deviation 0.01
-ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # §5: biases initialised to 1
-INIT_BIAS = {"paper": 1.0, "caffe": 0.1}
+# §3.3 hyper-parameters; LRN_SCALE is the paper's alpha = cuda-convnet's `scale` = Caffe's alpha.
+LRN_K, LRN_SIZE, LRN_SCALE, LRN_BETA = 2.0, 5, 1e-4, 0.75
+LRN_MODES = ("as-run", "text", "none")
+CONV1_PADDINGS = ("as-run", "symmetric")
+DROPOUT_MODES = ("paper", "inverted")
+TOWERS = ("two", "one")
+# kernels per layer: Figure 2 (two GPUs), and §3.2's one-GPU net with "half as many kernels
+# in each convolutional layer" except the last (footnote 2: conv5 and the fc layers keep
+# their size so that both nets have about as many parameters)
+KERNELS = {"two": (96, 256, 384, 384, 256), "one": (48, 128, 192, 192, 256)}
+FC_WIDTH = 4096  # §3.5
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything that changes the network's function; stored in checkpoints."""
+    lrn: str = "as-run"
+    conv1_padding: str = "as-run"
+    dropout_mode: str = "paper"
+    dropout: float = 0.5  # §4.2: probability of zeroing
+    pool_size: int = 3  # §3.4: z=3, s=2 (overlapping); 2 = the non-overlapping ablation
+    towers: str = "two"  # §3.2: "two" GPUs (groups=2), or the one-GPU net with half the kernels
+    crop: int = 224  # §4.1 input side
+
+    def __post_init__(self):
+        for name, allowed in (("lrn", LRN_MODES), ("conv1_padding", CONV1_PADDINGS),
+                              ("dropout_mode", DROPOUT_MODES), ("towers", TOWERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.pool_size not in (2, 3):
+            raise ValueError(f"pool_size {self.pool_size}: expected 3 (§3.4) or 2 (non-overlapping)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout {self.dropout}: expected 0 <= p < 1")
+        if self.crop < 64:
+            raise ValueError(f"crop {self.crop}: AlexNet needs inputs of at least 64 px")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conv1_pads(side: int, mode: str) -> tuple[int, int]:
+    """(before, after) zero padding of conv1 for an input of `side` pixels."""
+    if mode == "symmetric":
+        return 2, 2
+    modules = 1 + math.ceil((side - 11) / 4)  # cuda-convnet layer.py: modulesX, padding=0
+    return 0, (modules - 1) * 4 + 11 - side
+
+
+def feature_side(arch: Architecture) -> int:
+    """Side of pool5's maps (6 for 224 crops). Pools use the floor, so z=2 gives the same
+    sizes as z=3: "the non-overlapping scheme s = 2, z = 2, which produces output of
+    equivalent dimensions" (§3.4)."""
+    before, after = conv1_pads(arch.crop, arch.conv1_padding)
+    side = (arch.crop + before + after - 11) // 4 + 1  # conv1
+    for _ in range(3):  # pool1, pool2 (conv2..conv5 keep the size), pool5
+        side = (side - arch.pool_size) // 2 + 1
+    return side
 
 
 class LocalResponseNorm(nn.Module):
-    """§3.3 across-channel normalisation. Unlike nn.LocalResponseNorm, `alpha` is the
-    paper's (PyTorch divides its alpha by n, so it would need alpha * n)."""
+    """§3.3: b_i = a_i / (k + alpha_per_term * sum_j a_j^2)^beta over the `size` maps around
+    i, within each of `groups` blocks of maps (cuda-convnet's window, clipped at the ends)."""
 
-    def __init__(self, n: int = LRN_N, k: float = LRN_K, alpha: float = LRN_ALPHA, beta: float = LRN_BETA):
+    def __init__(self, alpha_per_term: float, groups: int, size: int = LRN_SIZE, k: float = LRN_K,
+                 beta: float = LRN_BETA):
         super().__init__()
-        self.n, self.k, self.alpha, self.beta = n, k, alpha, beta
+        self.alpha_per_term, self.groups, self.size, self.k, self.beta = alpha_per_term, groups, size, k, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # at least fp32: a bf16 sum of squares would lose the small alpha * sum term
         xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        sq = xf.square()
-        half = self.n // 2
-        padded = F.pad(sq, (0, 0, 0, 0, half, self.n - 1 - half))  # zero channels at both ends
-        channels = x.shape[1]
-        window = sum(padded[:, j:j + channels] for j in range(self.n))
-        return (xf / (self.k + self.alpha * window).pow(self.beta)).to(x.dtype)
+        b, c, h, w = xf.shape
+        per_group = c // self.groups
+        sq = xf.square().reshape(b, self.groups, per_group, h, w)
+        half = self.size // 2
+        padded = F.pad(sq, (0, 0, 0, 0, half, self.size - 1 - half))  # zero maps at each group's ends
+        window = sum(padded[:, :, j:j + per_group] for j in range(self.size)).reshape(b, c, h, w)
+        return (xf / (self.k + self.alpha_per_term * window).pow(self.beta)).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"n={self.n}, k={self.k}, alpha={self.alpha}, beta={self.beta}"
+        return f"size={self.size}, k={self.k}, alpha_per_term={self.alpha_per_term:g}, beta={self.beta}, " \
+               f"groups={self.groups}"
+
+
+def build_norm(arch: Architecture, groups: int) -> nn.Module:
+    if arch.lrn == "none":
+        return nn.Identity()
+    if arch.lrn == "text":
+        return LocalResponseNorm(LRN_SCALE, groups=1)
+    return LocalResponseNorm(LRN_SCALE / LRN_SIZE, groups=groups)
+
+
+class Dropout(nn.Module):
+    """§4.2 with p = probability of zeroing. Both modes draw the same mask; "paper" leaves
+    the kept outputs unscaled and multiplies by (1 - p) at test time, "inverted" scales the
+    kept outputs by 1 / (1 - p) and is the identity at test time."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0:
+            return x
+        if not self.training:
+            return x * (1 - self.p) if self.mode == "paper" else x
+        keep = torch.empty_like(x).bernoulli_(1 - self.p)
+        return x * keep if self.mode == "paper" else x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
 
 
 class AlexNet(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 1000, arch: Architecture = Architecture()):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 96, 11, stride=4, padding=2)  # §3.5: 96x55x55
-        self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=2)  # §3.5: 256x27x27 (after pool1)
-        self.conv3 = nn.Conv2d(256, 384, 3, padding=1)  # §3.5: 384x13x13, sees both groups
-        self.conv4 = nn.Conv2d(384, 384, 3, padding=1, groups=2)  # §3.5: 384x13x13
-        self.conv5 = nn.Conv2d(384, 256, 3, padding=1, groups=2)  # §3.5: 256x13x13
-        self.fc6 = nn.Linear(256 * 6 * 6, 4096)  # §3.5: 4096 (input: pool5 256x6x6)
-        self.fc7 = nn.Linear(4096, 4096)  # §3.5: 4096
-        self.fc8 = nn.Linear(4096, num_classes)  # §3.5: 1000-way softmax
-        self.norm = LocalResponseNorm()  # §3.3, after ReLU of conv1 and conv2
-        self.pool = nn.MaxPool2d(3, stride=2)  # §3.4: overlapping pooling, z=3, s=2
-        self.dropout = nn.Dropout(dropout)  # §4.2
+        self.arch = arch
+        k1, k2, k3, k4, k5 = KERNELS[arch.towers]
+        g = 2 if arch.towers == "two" else 1  # §3.2: each GPU sees only its own maps here
+        self.conv1_pads = conv1_pads(arch.crop, arch.conv1_padding)
+        self.conv1 = nn.Conv2d(3, k1, 11, stride=4)  # §3.5: 96x55x55 (padding applied in forward)
+        self.conv2 = nn.Conv2d(k1, k2, 5, padding=2, groups=g)  # §3.5: 256x27x27 (after pool1)
+        self.conv3 = nn.Conv2d(k2, k3, 3, padding=1)  # §3.5: 384x13x13, sees both GPUs' maps
+        self.conv4 = nn.Conv2d(k3, k4, 3, padding=1, groups=g)  # §3.5: 384x13x13
+        self.conv5 = nn.Conv2d(k4, k5, 3, padding=1, groups=g)  # §3.5: 256x13x13
+        side = feature_side(arch)
+        self.fc6 = nn.Linear(k5 * side * side, FC_WIDTH)  # §3.5: 4096 (input: pool5 256x6x6)
+        self.fc7 = nn.Linear(FC_WIDTH, FC_WIDTH)  # §3.5: 4096
+        self.fc8 = nn.Linear(FC_WIDTH, num_classes)  # §3.5: 1000-way softmax
+        self.norm1 = build_norm(arch, g)  # §3.3, after conv1's ReLU, before pool1
+        self.norm2 = build_norm(arch, g)  # §3.3, after conv2's ReLU, before pool2
+        self.pool = nn.MaxPool2d(arch.pool_size, stride=2)  # §3.4: z=3, s=2
+        self.dropout = Dropout(arch.dropout, arch.dropout_mode)  # §4.2, on fc6 and fc7 outputs
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.norm(F.relu(self.conv1(x))))  # 96x55x55 -> 96x27x27
-        x = self.pool(self.norm(F.relu(self.conv2(x))))  # 256x27x27 -> 256x13x13
+        before, after = self.conv1_pads
+        x = F.pad(x, (before, after, before, after))
+        x = self.pool(self.norm1(F.relu(self.conv1(x))))  # 96x55x55 -> 96x27x27
+        x = self.pool(self.norm2(F.relu(self.conv2(x))))  # 256x27x27 -> 256x13x13
         x = F.relu(self.conv3(x))  # 384x13x13
         x = F.relu(self.conv4(x))  # 384x13x13
         x = self.pool(F.relu(self.conv5(x)))  # 256x13x13 -> 256x6x6
         return torch.flatten(x, 1)  # 9216
 
     def penultimate(self, x: torch.Tensor) -> torch.Tensor:
-        """fc7 activations (4096-d): the feature space of Figure 4's neighbours."""
+        """fc7 activations (4096-d, before dropout): the feature space of Figure 4's neighbours."""
         x = self.dropout(F.relu(self.fc6(self.features(x))))
         return F.relu(self.fc7(x))
 
@@ -84,18 +194,31 @@ class AlexNet(nn.Module):
         return self.fc8(self.dropout(self.penultimate(x)))
 
 
-def init_weights(model: AlexNet, scheme: str = "paper") -> None:
-    """§5: weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0
-    ("caffe": 0.1 instead of 1, as BVLC's reproduction did)."""
-    if scheme not in INIT_BIAS:
-        raise ValueError(f"init {scheme!r}: expected one of {sorted(INIT_BIAS)}")
-    for name, module in model.named_children():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.normal_(module.weight, 0.0, INIT_WEIGHT_STD)
-            nn.init.constant_(module.bias, INIT_BIAS[scheme] if name in ONE_BIAS_LAYERS else 0.0)
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+BIASED_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # §5: "initialized the neuron biases ... with the constant 1"
+# layer -> (weight std, bias in BIASED_LAYERS); all other biases are 0.
+INIT_SCHEMES = {
+    # §5: "zero-mean Gaussian distribution with standard deviation 0.01", biases 1
+    "paper": {"weight_std": {name: 0.01 for name in LAYERS}, "bias": 1.0},
+    # BVLC's bvlc_alexnet (models/bvlc_alexnet/train_val.prototxt): fc6, fc7 std 0.005, biases
+    # 0.1 -- "initialization to 1 gave flat loss" (its readme)
+    "caffe": {"weight_std": {**{name: 0.01 for name in LAYERS}, "fc6": 0.005, "fc7": 0.005}, "bias": 0.1},
+}
 
 
-def build_model(num_classes: int, dropout: float = 0.5, init: str = "caffe") -> AlexNet:
-    model = AlexNet(num_classes, dropout)
+def init_weights(model: AlexNet, scheme: str = "caffe") -> None:
+    """§5's initialisation ("paper"), or bvlc_alexnet's ("caffe", the default: see README,
+    "Initialisation", for what each did on real images)."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init {scheme!r}: expected one of {', '.join(INIT_SCHEMES)}")
+    plan = INIT_SCHEMES[scheme]
+    for name in LAYERS:
+        layer = getattr(model, name)
+        nn.init.normal_(layer.weight, 0.0, plan["weight_std"][name])
+        nn.init.constant_(layer.bias, plan["bias"] if name in BIASED_LAYERS else 0.0)
+
+
+def build_model(num_classes: int, arch: Architecture = Architecture(), init: str = "caffe") -> AlexNet:
+    model = AlexNet(num_classes, arch)
     init_weights(model, init)
     return model

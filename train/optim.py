@@ -1,4 +1,4 @@
-"""The paper's update rule (§5) and the learning-rate schedule.
+"""The paper's update rule (§5) and its parameter groups (the schedule: train/schedule.py).
 
 §5:  v <- 0.9 v - 0.0005 eps w - eps <dL/dw>;   w <- w + v
 torch.optim.SGD instead keeps v <- m v + (g + wd w) and steps w <- w - lr v: the learning
@@ -39,24 +39,24 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay on weights only; biases undecayed (cuda-convnet's layer params)."""
+def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_mult: float) -> list[dict]:
+    """Weights: decay, ε. Biases: no decay, ε x bias_lr_mult -- cuda-convnet's layer params
+    (wc applies to weights; epsB = 2 epsW in layer-params-imagenet-*.cfg and the 2011
+    layer-params-80sec.cfg) and Caffe's (decay_mult 0, lr_mult 2)."""
     decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
     no_decay = [p for n, p in model.named_parameters() if not n.endswith("weight")]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "lr_mult": 1.0},
+            {"params": no_decay, "weight_decay": 0.0, "lr_mult": bias_lr_mult}]
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float):
+def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
+                    bias_lr_mult: float = 2.0):
+    """The optimizer the loop uses; each group's lr is set by LrSchedule (ε x lr_mult)."""
     if name == "sgd":
-        return PaperSGD(parameter_groups(model, weight_decay), lr=lr, momentum=momentum)
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr)  # the reference implementation's
+        groups = parameter_groups(model, weight_decay, bias_lr_mult)
+        for group in groups:
+            group["lr"] = lr * group["lr_mult"]
+        return PaperSGD(groups, lr=lr, momentum=momentum)
+    if name == "adam":  # the PyTorch replication's: one rate for everything, no decay
+        return torch.optim.Adam([{"params": list(model.parameters()), "lr_mult": 1.0}], lr=lr)
     raise ValueError(f"optimizer {name!r}: expected sgd or adam")
-
-
-def build_schedule(optimizer, patience: int, drops: int, lr: float):
-    """§5: divide the learning rate by 10 when the holdout error stops improving,
-    at most `drops` times (the paper: three)."""
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=0.1, patience=patience, threshold=0.0,
-        min_lr=lr * 0.1 ** drops)

@@ -3,13 +3,16 @@ and the Markdown error table over runs."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from pathlib import Path
 
-from shared.json_files import write_json_atomic
+from shared.json_files import write_atomic, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS_NAME = "results.json"
+METRICS_NAME = "metrics.jsonl"
 
 
 def git_hash() -> str:
@@ -30,11 +33,32 @@ def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
 
 
 def append_metrics(run: Path, row: dict) -> None:
-    with open(run / "metrics.jsonl", "a") as f:
+    with open(run / METRICS_NAME, "a") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-RESULTS_NAME = "results.json"
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill mid-write
+    return rows
+
+
+def rewrite_metrics(run: Path, last_epoch: int, last_row: dict | None, source: Path) -> None:
+    """On resume: one row per epoch up to `last_epoch` (the checkpoint's), dropping rows of
+    epochs that are about to be redone, restoring the checkpoint's own row if a kill lost it."""
+    by_epoch = {row["epoch"]: row for row in read_metrics(source) if row.get("epoch", math.inf) <= last_epoch}
+    if last_row is not None and last_epoch not in by_epoch:
+        by_epoch[last_epoch] = last_row
+    text = "".join(json.dumps(by_epoch[e], sort_keys=True) + "\n" for e in sorted(by_epoch)).encode()
+    write_atomic(run / METRICS_NAME, lambda f: f.write(text))
+
+
 # error@1, error@5 on the reported split
 PAPER = {"imagenet": (0.407, 0.182)}  # Krizhevsky et al. 2012, Table 2, one CNN
 REFERENCE = {"imagenet": (0.48, 0.25), "mnist": (0.01, 0.00), "fashion-mnist": (0.09, 0.00),
@@ -42,7 +66,7 @@ REFERENCE = {"imagenet": (0.48, 0.25), "mnist": (0.01, 0.00), "fashion-mnist": (
 
 
 def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: float, device: str,
-                  git: str, epochs: int) -> dict:
+                  git: str, epochs: int, shortfall: dict | None = None) -> dict:
     results = {
         "task": manifest.task, "classes": manifest.num_classes, "split": split,
         "epochs": epochs,
@@ -50,6 +74,8 @@ def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: f
         "error@1": metrics["error@1"], "error@5": metrics["error@5"],  # 10 views (§4.1)
         "centre_error@1": metrics["centre_error@1"], "centre_error@5": metrics["centre_error@5"],
         "wall_s": round(wall_s, 1), "device": device, "git": git, "metrics": metrics,
+        # fewer images than the official evaluation set (skips in prep): not comparable with the paper
+        "complete": shortfall is None, "shortfall": shortfall,
     }
     write_json_atomic(run / RESULTS_NAME, results)
     return {**results, "run": str(run)}
@@ -67,7 +93,8 @@ def format_table(runs: list[Path]) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: evaluate the run first (alexnet-train evaluate)")
         r = json.loads(path.read_text())
-        rows.append(f"| {r['task']} | {r['split']} | {r['samples']:,} | {r['epochs']} | "
+        samples = f"{r['samples']:,}" + ("" if r.get("complete", True) else " (incomplete)")
+        rows.append(f"| {r['task']} | {r['split']} | {samples} | {r['epochs']} | "
                     f"{_pair((r['error@1'], r['error@5']))} | "
                     f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
                     f"{_pair(PAPER.get(r['task']))} | {_pair(REFERENCE.get(r['task']))} |")
