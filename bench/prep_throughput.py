@@ -49,7 +49,7 @@ def ours(data: bytes, size: int, quality: int) -> bytes:
     sys.path.insert(0, str(ROOT))
     from prep.resize_image import encode_jpeg, open_image, resize_centre_crop
 
-    img, _ = open_image(io.BytesIO(data), size)
+    img, _ = open_image(data, size)
     return encode_jpeg(resize_centre_crop(img, size), quality)
 
 
@@ -98,7 +98,7 @@ def quality_table(files: list[Path]) -> list[tuple[int, float, float]]:
 
     patches = []
     for f in files:
-        img, _ = open_image(f, 256)
+        img, _ = open_image(Path(f).read_bytes(), 256)
         patches.append(resize_centre_crop(img, 256))
     rows = []
     for q in (75, 85, 90, 95):

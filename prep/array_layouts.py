@@ -1,5 +1,9 @@
 """MNIST, Fashion-MNIST (idx files) and CIFAR-10/100 (python pickles), in torchvision's
-on-disk layout. If the files are absent they are downloaded through torchvision."""
+on-disk layout. If the files are absent they are downloaded through torchvision.
+
+CIFAR pickles are read with `SafeCifarUnpickler`, which builds only what the real files
+hold (dicts, lists, bytes, str, ints, uint8 numpy arrays): plain `pickle.load` on a file
+from a stranger runs whatever code the file names."""
 from __future__ import annotations
 
 import functools
@@ -13,7 +17,7 @@ from PIL import Image
 
 from shared.manifest import ClassInfo, Skip
 
-from .sources import Item, Source, relative
+from .sources import Item, Source, ignore_all_but, relative
 
 MNIST_CLASSES = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
                  "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]
@@ -47,10 +51,16 @@ def find_idx_dir(src: Path, task: str) -> Path | None:
     return None
 
 
+def cifar_files(task: str) -> list[str]:
+    _, meta, _, train_files, test_files, _ = CIFAR_TASKS[task]
+    return [meta] + train_files + test_files
+
+
 def find_cifar_dir(src: Path, task: str) -> Path | None:
-    folder, meta = CIFAR_TASKS[task][:2]
+    """The folder holding the task's complete set of files (a stray `meta` is not CIFAR-100)."""
+    folder = CIFAR_TASKS[task][0]
     for candidate in (src, src / folder):
-        if (candidate / meta).is_file():
+        if all((candidate / name).is_file() for name in cifar_files(task)):
             return candidate
     return None
 
@@ -84,27 +94,76 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+# The globals a CIFAR pickle needs to rebuild a numpy array (Python 2 cPickle files as
+# distributed, and Python 3 re-pickles at protocols 2-5); nothing that can run code.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class SafeCifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR pickle holds only dicts, "
+                                         f"lists, bytes, str, ints and uint8 arrays")
+        return super().find_class(module, name)
+
+
+def check_cifar_value(value, path: str, where: str = "top level") -> None:
+    """Only what the real files hold, down to the leaves."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_cifar_value(k, path, f"key of {where}")
+            check_cifar_value(v, path, f"{where}[{k!r}]")
+    elif isinstance(value, list):
+        for v in value:
+            check_cifar_value(v, path, where)
+    elif isinstance(value, np.ndarray):
+        if value.dtype != np.uint8:
+            raise ValueError(f"{path}: {where} is an array of {value.dtype}, expected uint8 pixels")
+    elif not isinstance(value, (bytes, str, int)) or isinstance(value, bool):
+        raise ValueError(f"{path}: {where} holds a {type(value).__name__}, not what a CIFAR pickle holds")
+
+
 @functools.lru_cache(maxsize=8)
 def read_cifar_pickle(path: str) -> dict:
     with open(path, "rb") as f:
         try:
-            return pickle.load(f, encoding="bytes")
-        except (pickle.UnpicklingError, EOFError) as exc:
+            value = SafeCifarUnpickler(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ValueError(f"{path}: not a CIFAR python pickle ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a CIFAR pickle holds a dict, this one a {type(value).__name__}")
+    check_cifar_value(value, path)
+    return value
 
 
-def read_cifar_batch(path: str) -> dict:
+def read_cifar_batch(path: str, label_key: bytes) -> dict:
     batch = read_cifar_pickle(path)
-    if b"data" not in batch:
-        raise ValueError(f"{path}: CIFAR batch without b'data'; keys {list(batch)[:5]}")
+    data, labels = batch.get(b"data"), batch.get(label_key)
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{path}: expected b'data', a uint8 array of N rows of 3072 (32x32 RGB planes)")
+    if not isinstance(labels, list) or not all(isinstance(x, int) for x in labels):
+        raise ValueError(f"{path}: expected {label_key!r}, a list of class indices")
+    if len(labels) != len(data):
+        raise ValueError(f"{path}: {len(data)} images but {len(labels)} labels")
     return batch
+
+
+def read_cifar_names(path: str, names_key: bytes) -> list[str]:
+    names = read_cifar_pickle(path).get(names_key)
+    if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ValueError(f"{path}: expected {names_key!r}, a list of class names")
+    return [n.decode() if isinstance(n, bytes) else n for n in names]
 
 
 def read_array_image(src: Path, item: Item, layout: str) -> Image.Image:
     """The `member`-th image of the array file named in `item.source`."""
     path = str(src / item.source.rsplit("#", 1)[0])
     if layout == "cifar-pickle":
-        data = read_cifar_batch(path)[b"data"]  # rows of 3072 = R, G, B planes of 32x32
+        data = read_cifar_pickle(path)[b"data"]  # rows of 3072 = R, G, B planes of 32x32 (checked when listed)
         return Image.fromarray(data[item.member].reshape(3, 32, 32).transpose(1, 2, 0), "RGB")
     return Image.fromarray(read_idx(path)[item.member], "L")
 
@@ -128,7 +187,7 @@ def read_idx_dataset(src: Path, task: str) -> Source:
         folder = find_idx_dir(src, task)
     names = IDX_TASKS[task][1]
     classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
-    items, skipped = {}, []
+    items, skipped, used = {}, [], set()
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         images, labels = _find_idx(folder, images_stem), _find_idx(folder, labels_stem)
         if images is None or labels is None:
@@ -141,7 +200,10 @@ def read_idx_dataset(src: Path, task: str) -> Source:
         prefix = "train" if split == "train" else "test"
         items[split] = _labelled_items(read_idx(str(labels)), len(classes), split,
                                        relative(images, src), prefix, skipped)
-    return Source(task, "idx", src, classes, items, skipped)
+        used |= {images, labels}
+    source = Source(task, "idx", src, classes, items, skipped)
+    ignore_all_but(source, used, f"not one of {task}'s idx files")
+    return source
 
 
 def read_cifar_dataset(src: Path, task: str) -> Source:
@@ -150,7 +212,7 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
         download_with_torchvision(src, task)
         folder = find_cifar_dir(src, task)
     _, meta_name, names_key, train_files, test_files, label_key = CIFAR_TASKS[task]
-    names = [n.decode() for n in read_cifar_pickle(str(folder / meta_name))[names_key]]
+    names = read_cifar_names(str(folder / meta_name), names_key)
     classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
     items: dict[str, list[Item]] = {}
     skipped: list[Skip] = []
@@ -160,10 +222,10 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
             path = folder / name
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; {task} needs {train_files + test_files}")
-            batch = read_cifar_batch(str(path))
-            if len(batch[label_key]) != len(batch[b"data"]):
-                raise ValueError(f"{path}: {len(batch[b'data'])} images but {len(batch[label_key])} labels")
+            batch = read_cifar_batch(str(path), label_key)
             split_items += _labelled_items(batch[label_key], len(classes), split,
                                            relative(path, src), name, skipped)
         items[split] = split_items
-    return Source(task, "cifar-pickle", src, classes, items, skipped)
+    source = Source(task, "cifar-pickle", src, classes, items, skipped)
+    ignore_all_but(source, {folder / name for name in cifar_files(task)}, f"not one of {task}'s files")
+    return source

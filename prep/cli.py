@@ -1,7 +1,15 @@
-"""`alexnet-prep`: shard a raw dataset, compute its statistics, or synthesise a demo set."""
+"""`alexnet-prep`: shard a raw dataset, compute its statistics, verify a dataset folder, or
+synthesise a demo set.
+
+Exit status of `shard`: 0 done; 1 crashed or interrupted (re-run the same command to
+resume); 2 refused (bad arguments or input, nothing written); 3 done, but some inputs were
+skipped (all listed in manifest.json; --allow-skips makes this 0). `verify`: 0 intact, 1
+problems found (each named). Prep never imports torch (tests/test_cli.py checks).
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Optional
 
@@ -11,27 +19,39 @@ from shared.manifest import MANIFEST_NAME, Manifest
 from shared.stats import STATS_NAME
 
 from .compute_stats import compute_rgb_stats
-from .config import TASKS, PrepConfig
+from .config import PrepConfig
 from .detect_layout import read_source
 from .synthetic import write_synthetic_kaggle
-from .write_shards import write_dataset
+from .verify import verify_dataset
+from .write_shards import PrepInterrupted, write_dataset
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Offline stage: raw images -> 256x256 WebDataset shards + mean/PCA stats.")
-_DEFAULT = PrepConfig(src=Path("."))
+FIELDS = {f.name: f for f in fields(PrepConfig)}
 SHOW_SKIPS = 5
+EXIT_CRASHED, EXIT_REFUSED, EXIT_SKIPS = 1, 2, 3
 
 
-def _fail(message: str) -> None:
+def opt(name: str, *flags: str):
+    """A flag for PrepConfig field `name`: its help (and default) come from the config."""
+    f = FIELDS[name]
+    default = f.default if f.default is not MISSING else None
+    shown = "" if default is None or default is False else f" (default: {default})"
+    return typer.Option(None, *flags, help=f.metadata["help"] + shown)
+
+
+def _fail(message: str, code: int = EXIT_REFUSED) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def print_summary(manifest: Manifest, out: Path) -> None:
     for name, split in manifest.splits.items():
         typer.echo(f"  {name:8s} {split.samples:>9,d} samples in {len(split.shards):>5,d} shards")
-    for entry in manifest.ignored:
+    for entry in manifest.ignored[:SHOW_SKIPS]:
         typer.echo(f"  ignored  {entry['path']}: {entry['reason']}")
+    if len(manifest.ignored) > SHOW_SKIPS:
+        typer.echo(f"  ignored  ... {len(manifest.ignored) - SHOW_SKIPS} more, listed in {out / MANIFEST_NAME}")
     if manifest.skipped:
         typer.secho(f"  skipped  {len(manifest.skipped)} inputs (all listed in {out / MANIFEST_NAME}):",
                     fg="yellow", err=True)
@@ -41,39 +61,61 @@ def print_summary(manifest: Manifest, out: Path) -> None:
 
 @app.command()
 def shard(
-    src: Path = typer.Option(..., help="Raw dataset folder (layout auto-detected)."),
-    task: Optional[str] = typer.Option(None, help=f"Force a layout: {'|'.join(TASKS)}."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: shards/<task>)."),
-    workers: int = typer.Option(_DEFAULT.workers, help="Processes (default: all cores)."),
-    size: int = typer.Option(_DEFAULT.size, help="Patch side in px (§2: 256)."),
-    quality: int = typer.Option(_DEFAULT.quality, help="JPEG quality of stored patches."),
-    resample: str = typer.Option(_DEFAULT.resample, help="bilinear|bicubic|lanczos."),
-    shard_size: int = typer.Option(_DEFAULT.shard_size, help="Samples per shard."),
-    holdout: Optional[int] = typer.Option(None, help="Holdout size taken from train (default: per task, <=10%)."),
-    seed: int = typer.Option(_DEFAULT.seed, help="Seed of the holdout draw and train shuffle."),
-    part: Optional[str] = typer.Option(None, help="k/N: write every N-th shard (k=1..N) on this machine."),
-    allow_skips: bool = typer.Option(False, help="Exit 0 even if some inputs were skipped."),
-    overwrite: bool = typer.Option(False, help="Rebuild an existing complete dataset."),
+    src: Path = typer.Option(..., help=FIELDS["src"].metadata["help"]),
+    task: Optional[str] = opt("task"),
+    out: Optional[Path] = opt("out"),
+    workers: Optional[int] = opt("workers"),
+    size: Optional[int] = opt("size"),
+    quality: Optional[int] = opt("quality"),
+    resample: Optional[str] = opt("resample"),
+    shard_size: Optional[int] = opt("shard_size"),
+    holdout: Optional[int] = opt("holdout"),
+    seed: Optional[int] = opt("seed"),
+    max_pixels: Optional[int] = opt("max_pixels"),
+    part: Optional[str] = opt("part"),
+    allow_skips: Optional[bool] = opt("allow_skips", "--allow-skips"),
+    overwrite: Optional[bool] = opt("overwrite", "--overwrite"),
 ):
     """Write 256x256 JPEG shards (§2: shorter side to 256, central crop) + manifest.json."""
-    cfg = PrepConfig(src=src, task=task, out=out, size=size, quality=quality, resample=resample,
-                     shard_size=shard_size, holdout=holdout, seed=seed, workers=workers, part=part,
-                     allow_skips=allow_skips, overwrite=overwrite)
+    given = {k: v for k, v in locals().items() if k in FIELDS and v is not None}
     try:
-        cfg.parse_part()
-        source = read_source(src, task)
-        target = out or Path("shards") / source.task
-        typer.echo(f"{src}: layout {source.layout}, {len(source.classes)} classes, "
+        cfg = PrepConfig(**given)
+        source = read_source(cfg.src, cfg.task)
+        target = cfg.out or Path("shards") / source.task
+        typer.echo(f"{cfg.src}: layout {source.layout}, {len(source.classes)} classes, "
                    + ", ".join(f"{k} {len(v):,d}" for k, v in source.items.items()) + f" -> {target}")
         manifest = write_dataset(source, cfg, target)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         _fail(str(exc))
+    except PrepInterrupted as exc:
+        _fail(str(exc), EXIT_CRASHED)
     if manifest is None:
         return
     print_summary(manifest, target)
-    if manifest.skipped and not allow_skips:
-        typer.secho(f"{len(manifest.skipped)} inputs skipped; exit status 1 (pass --allow-skips to accept)",
-                    fg="red", err=True)
+    if manifest.skipped and not cfg.allow_skips:
+        typer.secho(f"{len(manifest.skipped)} inputs skipped; exit status {EXIT_SKIPS} (pass --allow-skips to "
+                    f"accept)", fg="red", err=True)
+        raise typer.Exit(EXIT_SKIPS)
+
+
+@app.command()
+def verify(
+    shards: Optional[Path] = typer.Option(None, help="Dataset folder (default: every ./shards/* with a manifest)."),
+    workers: int = typer.Option(4, help="Files read at once."),
+):
+    """Check a dataset folder against its manifest: every shard's size, sha256, member order
+    and sample count, and stats.json. Names each bad file; exit status 1 if any."""
+    roots = [shards] if shards is not None else sorted(p.parent for p in Path("shards").glob(f"*/{MANIFEST_NAME}"))
+    if not roots:
+        _fail("no dataset folders found: pass --shards DIR")
+    bad = 0
+    for root in roots:
+        problems, checked = verify_dataset(root, workers)
+        for problem in problems:
+            typer.secho(f"{root}: {problem}", fg="red", err=True)
+        typer.echo(f"{root}: {checked} shards checked, " + (f"{len(problems)} problems" if problems else "intact"))
+        bad += bool(problems)
+    if bad:
         raise typer.Exit(1)
 
 

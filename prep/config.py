@@ -1,15 +1,17 @@
-"""The prep stage's one config. Defaults are the paper's values where it has one."""
+"""The prep stage's one config. Defaults are the paper's values where it has one; each
+field's help (shown by `alexnet-prep shard --help`) names its source and unit."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shared.manifest import TASKS as NAMED_TASKS
 
 TASKS = NAMED_TASKS + ("folder",)  # layouts --task accepts
+RESAMPLERS = ("bilinear", "bicubic", "lanczos")
 
-# Holdout sizes of the reference implementation, capped at 10% of train (see plan_splits).
+# Holdout sizes of the PyTorch replication (README, "Sources"), capped at 10% of train.
 DEFAULT_HOLDOUT = {
     "imagenet": 50_000, "tiny-imagenet": 5_000, "mnist": 3_000, "fashion-mnist": 3_000,
     "cifar10": 2_000, "cifar100": 2_000,
@@ -17,22 +19,42 @@ DEFAULT_HOLDOUT = {
 HOLDOUT_MAX_FRACTION = 0.10
 
 
+def option(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class PrepConfig:
-    src: Path
-    task: str | None = None  # layout; None = auto-detect from src
-    out: Path | None = None  # None = shards/<task>
-    size: int = 256  # §2: shorter side rescaled to 256 px, central 256x256 patch kept
-    # JPEG quality of the stored patches: size/fidelity trade-off measured in the README.
-    quality: int = 90
-    resample: str = "bilinear"  # antialiased (support scales with the factor), like torchvision
-    shard_size: int = 1000  # samples per shard; ImageNet -> ~1,281 train shards
-    holdout: int | None = None  # None = DEFAULT_HOLDOUT[task], or 10% of train for folder data
-    seed: int = 0  # fixes the holdout draw and the train shuffle across shards
-    workers: int = os.cpu_count() or 1
-    part: str | None = None  # "k/N": this machine writes every N-th shard, k in 1..N
-    allow_skips: bool = False  # exit 0 even when some inputs were skipped
-    overwrite: bool = False  # replace an existing complete dataset
+    src: Path = option(Path("."), "Raw dataset folder (layout auto-detected).")
+    task: str | None = option(None, f"Force a layout: {', '.join(TASKS)}.")
+    out: Path | None = option(None, "Output folder; default shards/<task>.")
+    size: int = option(256, "§2: shorter side rescaled to this many px, central square patch kept.")
+    quality: int = option(90, "JPEG quality of the stored patches (README: size vs PSNR).")
+    resample: str = option("bilinear", f"Resampling filter, antialiased like torchvision's: {', '.join(RESAMPLERS)}.")
+    shard_size: int = option(1000, "Samples per shard; ImageNet gives ~1,281 train shards.")
+    holdout: int | None = option(None, "Holdout images taken from train; default per task, at most 10%.")
+    seed: int = option(0, "Seed of the holdout draw and the train shuffle across shards.")
+    max_pixels: int = option(100_000_000, "Images with more pixels (read from the header) are skipped, never "
+                                          "decoded; ImageNet's largest has ~30 million.")
+    workers: int = option(os.cpu_count() or 1, "Worker processes; default all cores.")
+    part: str | None = option(None, "k/N: write every N-th shard (k = 1..N) on this machine.")
+    allow_skips: bool = option(False, "Exit 0 even if some inputs were skipped.")
+    overwrite: bool = option(False, "Rebuild an existing complete dataset.")
+
+    def __post_init__(self):
+        self.src = Path(self.src)
+        self.out = Path(self.out) if self.out is not None else None
+        rules = [("task", self.task is None or self.task in TASKS, f"one of {', '.join(TASKS)}"),
+                 ("size", self.size >= 8, "at least 8"),
+                 ("quality", 1 <= self.quality <= 100, "1..100"),
+                 ("resample", self.resample in RESAMPLERS, f"one of {', '.join(RESAMPLERS)}"),
+                 ("shard_size", self.shard_size >= 1, "at least 1"),
+                 ("holdout", self.holdout is None or self.holdout >= 0, ">= 0"),
+                 ("max_pixels", self.max_pixels >= 1, "at least 1"), ("workers", self.workers >= 1, "at least 1")]
+        for name, ok, wanted in rules:
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected {wanted}")
+        self.parse_part()
 
     def to_dict(self) -> dict:
         d = asdict(self)

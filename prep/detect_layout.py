@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.manifest import ClassInfo, Skip
+from shared.manifest import ClassInfo
 from shared.shards import sanitize_key
 
 from .array_layouts import (CIFAR_TASKS, IDX_TASKS, find_cifar_dir, find_idx_dir,
@@ -11,7 +11,7 @@ from .array_layouts import (CIFAR_TASKS, IDX_TASKS, find_cifar_dir, find_idx_dir
 from .config import TASKS
 from .imagenet_layouts import (is_kaggle_imagenet, is_tiny_imagenet, read_kaggle_imagenet,
                                read_tiny_imagenet)
-from .sources import IMAGE_SUFFIXES, Item, Source, ensure_unique_keys, list_files, relative
+from .sources import IMAGE_SUFFIXES, Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, list_folder, relative, walk
 
 LOOKED_FOR = (
     "  imagenet       Kaggle ILSVRC archive: LOC_synset_mapping.txt + ILSVRC/Data/CLS-LOC/train/<wnid>/\n"
@@ -51,6 +51,7 @@ def read_source(src: Path, task: str | None) -> Source:
     if task is not None and task not in TASKS:
         raise ValueError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
     task = task or detect_task(src)
+    src = src.resolve()  # listing never leaves this folder (prep/sources.py)
     if task in ("mnist", "fashion-mnist"):
         source = read_idx_dataset(src, task)
     elif task in CIFAR_TASKS:
@@ -88,33 +89,38 @@ def _class_root(src: Path) -> Path | None:
 
 
 def read_class_folders(src: Path) -> Source:
+    """<class>/<image> (recursively, as torchvision's ImageFolder), or train/ + val/ of those."""
     train_root = _class_root(src)
     if train_root is None:
         raise ValueError(f"--src {src}: expected class folders <class>/<image> or train/<class>/<image>")
-    names = [d.name for d in _class_dirs(train_root)]  # sorted, as torchvision's ImageFolder
-    classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
+    names = [d.name for d in list_folder(train_root, src).dirs]  # sorted, as torchvision's ImageFolder
+    name = sanitize_key(src.name) or "folder"
+    source = Source(name, "class-folders", src, [ClassInfo(i, None, n) for i, n in enumerate(names)], {})
     by_name = {n: i for i, n in enumerate(names)}
-    items: dict[str, list[Item]] = {}
-    skipped: list[Skip] = []
-    ignored: list[dict] = []
     splits = [("train", train_root)]
-    if train_root != src and (src / "val").is_dir():
-        splits.append(("val", src / "val"))
+    if train_root != src:
+        splits += [("val", src / "val")] if (src / "val").is_dir() else []
+        ignore_rest(source, src, {"train", "val"}, "not a split folder (train/, val/)")
     for split, root in splits:
-        split_items = []
-        for stray in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-            ignored.append({"path": relative(stray, src), "reason": "not inside a class folder"})
-        for class_dir in _class_dirs(root):
-            label = by_name.get(class_dir.name)
-            for path in list_files(class_dir):
-                rel = relative(path, src)
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
-                    ignored.append({"path": rel, "reason": f"suffix {path.suffix!r} is not an image type"})
-                elif label is None:
-                    skipped.append(Skip(rel, split, f"class {class_dir.name!r} has no folder in {train_root}"))
-                else:
-                    key = sanitize_key(path.relative_to(root).with_suffix("").as_posix())
-                    split_items.append(Item(key, label, rel))
-        items[split] = split_items
-    name = sanitize_key(src.resolve().name) or "folder"
-    return Source(name, "class-folders", src, classes, items, skipped, ignored)
+        listing = list_folder(root, src)
+        account_tree(source, Tree(hidden=listing.hidden, problems=listing.problems), split)
+        for stray in listing.files:
+            source.ignore(stray, "not inside a class folder")
+        source.items[split] = [item for class_dir in listing.dirs
+                               for item in _class_items(source, class_dir, root, by_name.get(class_dir.name), split)]
+    return source
+
+
+def _class_items(source: Source, class_dir: Path, root: Path, label: int | None, split: str) -> list[Item]:
+    tree = walk(class_dir, source.root)
+    account_tree(source, tree, split)
+    items = []
+    for path in tree.files:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            source.ignore(path, f"suffix {path.suffix!r} is not an image type")
+        elif label is None:
+            source.skip(path, split, f"class {class_dir.name!r} has no folder in train/")
+        else:
+            key = sanitize_key(Path(relative(path, root)).with_suffix("").as_posix())
+            items.append(Item(key, label, relative(path, source.root)))
+    return items

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
 from pathlib import Path
 
 from shared.manifest import ClassInfo, Skip
 from shared.shards import sanitize_key
 
-from .sources import Item, Source, relative
+from .sources import Item, Source, Tree, account_tree, ignore_rest, list_folder, relative, walk
 
-WNID = re.compile(r"^n\d{8}$")
+WNID = re.compile(r"n[0-9]{8}")  # use fullmatch
 KAGGLE_MAPPING = "LOC_synset_mapping.txt"
 KAGGLE_SOLUTION = "LOC_val_solution.csv"
 KAGGLE_CLS_LOC = Path("ILSVRC/Data/CLS-LOC")
@@ -25,88 +24,108 @@ def is_tiny_imagenet(src: Path) -> bool:
     return (src / "wnids.txt").is_file() and (src / "train").is_dir()
 
 
-def _sorted_files(folder: Path) -> list[Path]:
-    # os.scandir: listing 1.28M ImageNet files with Path.rglob takes minutes more.
-    with os.scandir(folder) as it:
-        return sorted(Path(e.path) for e in it if e.is_file() and not e.name.startswith("."))
-
-
 def read_kaggle_mapping(path: Path) -> list[ClassInfo]:
     classes = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         wnid, _, name = line.partition(" ")
-        if not WNID.match(wnid):
+        if not WNID.fullmatch(wnid):
             raise ValueError(f"{path}:{lineno}: expected 'nXXXXXXXX name, synonyms', got {line!r}")
         classes.append(ClassInfo(len(classes), wnid, name.strip()))
     if not classes:
         raise ValueError(f"{path}: no classes (expected one 'wnid name' per line)")
+    wnids = [c.wnid for c in classes]
+    if len(set(wnids)) != len(wnids):
+        raise ValueError(f"{path}: a wnid appears twice; each line must name a different class")
     return classes
 
 
-def _read_class_folders(train_dir: Path, root: Path, by_wnid: dict[str, int], mapping_name: str,
-                        images_subdir: str = "") -> tuple[list[Item], list[Skip]]:
-    items, skipped = [], []
-    with os.scandir(train_dir) as it:
-        entries = sorted(Path(e.path) for e in it)
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file():
-            skipped.append(Skip(relative(entry, root), "train", "not inside a class folder"))
-            continue
-        label = by_wnid.get(entry.name)
-        folder = entry / images_subdir if images_subdir else entry
-        files = _sorted_files(folder) if folder.is_dir() else []
-        for path in files:
-            rel = relative(path, root)
+def read_class_folders(source: Source, train_dir: Path, by_wnid: dict[str, int], mapping_name: str,
+                       images_subdir: str = "") -> list[Item]:
+    """`train_dir/<wnid>/[images_subdir/]<image>`: every entry a sample, a skip or ignored."""
+    items = []
+    listing = list_folder(train_dir, source.root)
+    account_tree(source, Tree(hidden=listing.hidden, problems=listing.problems), "train")
+    for path in listing.files:
+        source.skip(path, "train", "not inside a class folder")
+    for folder in listing.dirs:
+        label = by_wnid.get(folder.name)
+        images = folder / images_subdir if images_subdir else folder
+        tree = walk(images, source.root)
+        has_images = any(p.parent == images for p in tree.files)
+        if label is not None and not has_images:
+            tree.empty_dirs = [d for d in tree.empty_dirs if d != images]
+            source.ignore(folder, f"class {folder.name} has no training images")
+        account_tree(source, tree, "train")
+        if images_subdir:
+            ignore_rest(source, folder, {images_subdir}, f"not under {images_subdir}/ (tiny-imagenet keeps boxes there)")
+        for path in tree.files:
             if label is None:
-                skipped.append(Skip(rel, "train", f"class folder {entry.name!r} is not in {mapping_name}"))
+                source.skip(path, "train", f"class folder {folder.name!r} is not in {mapping_name}")
+            elif path.parent != images:
+                source.skip(path, "train", f"in a subfolder of class folder {folder.name}/ (the layout has none)")
             else:
-                items.append(Item(sanitize_key(path.stem), label, rel))
-    return items, skipped
+                items.append(Item(sanitize_key(path.stem), label, relative(path, source.root)))
+    return items
+
+
+def read_labelled_folder(source: Source, folder: Path, labels: dict[str, str], by_wnid: dict[str, int],
+                         labels_name: str, mapping_name: str, id_of) -> list[Item]:
+    """Val images labelled by a file (`id_of(path)` -> the id the file uses); two files with
+    one id are ambiguous: the .JPEG is kept, the other skipped."""
+    tree = walk(folder, source.root)
+    account_tree(source, tree, "val")
+    chosen: dict[str, Path] = {}
+    for path in sorted(tree.files, key=lambda p: (p.suffix != ".JPEG", p)):
+        image_id = id_of(path)
+        if path.parent != folder:
+            source.skip(path, "val", f"in a subfolder of {relative(folder, source.root)}/ (the layout has none)")
+        elif image_id in chosen:
+            source.skip(path, "val", f"same image id as {chosen[image_id].name}, which is used")
+        else:
+            chosen[image_id] = path
+    items = []
+    for image_id, path in sorted(chosen.items(), key=lambda kv: kv[1]):
+        wnid = labels.get(image_id)
+        if wnid is None:
+            source.skip(path, "val", f"not listed in {labels_name}")
+        elif wnid not in by_wnid:
+            source.skip(path, "val", f"{labels_name} names {wnid!r}, not in {mapping_name}")
+        else:
+            items.append(Item(sanitize_key(path.stem), by_wnid[wnid], relative(path, source.root)))
+    return items
 
 
 def read_kaggle_imagenet(src: Path) -> Source:
     classes = read_kaggle_mapping(src / KAGGLE_MAPPING)
     by_wnid = {c.wnid: c.index for c in classes}
-    base = src / KAGGLE_CLS_LOC
-    items: dict[str, list[Item]] = {}
-    ignored: list[dict] = []
-    train_dir = base / "train"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"{train_dir}: missing; the Kaggle layout needs ILSVRC/Data/CLS-LOC/train/<wnid>/")
-    items["train"], skipped = _read_class_folders(train_dir, src, by_wnid, KAGGLE_MAPPING)
-
-    val_dir = base / "val"
-    solution = src / KAGGLE_SOLUTION
-    if val_dir.is_dir() and not solution.is_file():
-        ignored.append({"path": relative(val_dir, src), "reason": f"{KAGGLE_SOLUTION} missing: no labels"})
-    elif val_dir.is_dir():
-        labels = read_kaggle_solution(solution)
-        val_items = []
-        files = {p.stem: p for p in _sorted_files(val_dir)}
-        for stem, path in files.items():
-            rel = relative(path, src)
-            wnid = labels.get(stem)
-            if wnid is None:
-                skipped.append(Skip(rel, "val", f"not listed in {KAGGLE_SOLUTION}"))
-            elif wnid not in by_wnid:
-                skipped.append(Skip(rel, "val", f"{KAGGLE_SOLUTION} names {wnid!r}, not in {KAGGLE_MAPPING}"))
-            else:
-                val_items.append(Item(sanitize_key(stem), by_wnid[wnid], rel))
-        for image_id in sorted(set(labels) - set(files)):
-            skipped.append(Skip(relative(val_dir / f"{image_id}.JPEG", src), "val",
-                                f"listed in {KAGGLE_SOLUTION} but the file is missing"))
-        items["val"] = val_items
-    test_dir = base / "test"
-    if test_dir.is_dir():
-        ignored.append({"path": relative(test_dir, src), "reason": "Kaggle test set has no labels"})
     # ILSVRC-2012 has 1000 classes; a Kaggle-layout folder with others (e.g. `alexnet-prep
     # synth`) must not be reported beside the paper's ImageNet figures.
     task = "imagenet" if len(classes) == 1000 else f"kaggle-{len(classes)}-classes"
-    return Source(task, "kaggle-imagenet", src, classes, items, skipped, ignored)
+    source = Source(task, "kaggle-imagenet", src, classes, {})
+    base = src / KAGGLE_CLS_LOC
+    train_dir = base / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir}: missing; the Kaggle layout needs ILSVRC/Data/CLS-LOC/train/<wnid>/")
+    source.items["train"] = read_class_folders(source, train_dir, by_wnid, KAGGLE_MAPPING)
+    val_dir, solution = base / "val", src / KAGGLE_SOLUTION
+    if val_dir.is_dir() and not solution.is_file():
+        source.ignore(val_dir, f"{KAGGLE_SOLUTION} missing: no labels")
+    elif val_dir.is_dir():
+        labels = read_kaggle_solution(solution)
+        source.items["val"] = read_labelled_folder(source, val_dir, labels, by_wnid, KAGGLE_SOLUTION,
+                                                   KAGGLE_MAPPING, lambda p: p.stem)
+        present = {p.stem for p in walk(val_dir, source.root).files}
+        for image_id in sorted(set(labels) - present):
+            source.skip(val_dir / f"{image_id}.JPEG", "val", f"listed in {KAGGLE_SOLUTION} but the file is missing")
+    if (base / "test").is_dir():
+        source.ignore(base / "test", "Kaggle test set has no labels")
+    ignore_rest(source, src, {KAGGLE_MAPPING, KAGGLE_SOLUTION, "ILSVRC"}, "not part of the classification data")
+    ignore_rest(source, src / "ILSVRC", {"Data"}, "not part of the classification data (boxes, image lists)")
+    ignore_rest(source, src / "ILSVRC" / "Data", {"CLS-LOC"}, "not part of the classification data")
+    ignore_rest(source, base, {"train", "val", "test"}, "not part of the classification data")
+    return source
 
 
 def read_kaggle_solution(path: Path) -> dict[str, str]:
@@ -127,7 +146,7 @@ def read_kaggle_solution(path: Path) -> dict[str, str]:
 def read_tiny_imagenet(src: Path) -> Source:
     wnids_path = src / "wnids.txt"
     wnids = sorted({w.strip() for w in wnids_path.read_text().split() if w.strip()})
-    bad = [w for w in wnids if not WNID.match(w)]
+    bad = [w for w in wnids if not WNID.fullmatch(w)]
     if bad or not wnids:
         raise ValueError(f"{wnids_path}: expected one WordNet id per line, got {bad[:3] or 'nothing'}")
     names = {}
@@ -139,11 +158,9 @@ def read_tiny_imagenet(src: Path) -> Source:
     # Class index = position in sorted wnids.txt (wnids.txt's own order is arbitrary).
     classes = [ClassInfo(i, w, names.get(w, w)) for i, w in enumerate(wnids)]
     by_wnid = {c.wnid: c.index for c in classes}
-    train, skipped = _read_class_folders(src / "train", src, by_wnid, "wnids.txt", images_subdir="images")
-    items = {"train": train}
-    ignored = []
-    val_images = src / "val" / "images"
-    annotations = src / "val" / "val_annotations.txt"
+    source = Source("tiny-imagenet", "tiny-imagenet", src, classes, {})
+    source.items["train"] = read_class_folders(source, src / "train", by_wnid, "wnids.txt", images_subdir="images")
+    val_images, annotations = src / "val" / "images", src / "val" / "val_annotations.txt"
     if val_images.is_dir():
         labels = {}
         if annotations.is_file():
@@ -151,17 +168,10 @@ def read_tiny_imagenet(src: Path) -> Source:
                 fields = line.split("\t")
                 if len(fields) >= 2:
                     labels[fields[0]] = fields[1]
-        val = []
-        for path in _sorted_files(val_images):
-            rel = relative(path, src)
-            wnid = labels.get(path.name)
-            if wnid is None:
-                skipped.append(Skip(rel, "val", "not listed in val/val_annotations.txt"))
-            elif wnid not in by_wnid:
-                skipped.append(Skip(rel, "val", f"val_annotations.txt names {wnid!r}, not in wnids.txt"))
-            else:
-                val.append(Item(sanitize_key(path.stem), by_wnid[wnid], rel))
-        items["val"] = val
+        source.items["val"] = read_labelled_folder(source, val_images, labels, by_wnid, "val/val_annotations.txt",
+                                                   "wnids.txt", lambda p: p.name)
+        ignore_rest(source, src / "val", {"images", "val_annotations.txt"}, "not part of the val data")
     if (src / "test").is_dir():
-        ignored.append({"path": "test", "reason": "tiny-imagenet test set has no labels"})
-    return Source("tiny-imagenet", "tiny-imagenet", src, classes, items, skipped, ignored)
+        source.ignore(src / "test", "tiny-imagenet test set has no labels")
+    ignore_rest(source, src, {"wnids.txt", "words.txt", "train", "val", "test"}, "not part of tiny-imagenet's data")
+    return source

@@ -1,11 +1,20 @@
 """One image -> the paper's 256x256 patch (§2): shorter side rescaled to 256, centre crop.
 
 Fast path, measured in bench/prep_throughput.py:
-- JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale in the DCT domain
-  while both sides stay >= 256, so large images are never fully decoded;
+- JPEGs decode at 1/2, 1/4 or 1/8 scale in the DCT domain while both sides stay >= 256
+  (Pillow's draft-mode rule), so large images are never fully decoded;
 - only the crop box is resampled (Pillow's `resize(box=...)` reads the pixels
   around the box that the filter needs, so this equals resize-then-crop);
 - pillow-simd, when installed, vectorises the resampling and colour conversion.
+
+Untrusted input: the pixel count comes from the header and is checked before decoding
+(a 726 KB PNG of 13,300 x 13,300 took 2.8 GB to decode), and JPEGs are decoded by
+libjpeg-turbo through simplejpeg with strict=True, so "premature end of data segment" and
+"corrupt JPEG data" warnings are errors (skips) rather than grey or shifted patches: Pillow
+drops those warnings and offers no way to see them (python-pillow/Pillow#9106). Strict
+decoding at Pillow's draft scale gives exactly Pillow's pixels (all 500 images of
+imagenet-kaggle-mini, greyscale included), so shards are unchanged by it. CMYK/YCCK JPEGs
+are checked strictly, then decoded by Pillow (which undoes Adobe's inverted CMYK).
 """
 from __future__ import annotations
 
@@ -14,7 +23,11 @@ import warnings
 from importlib import metadata
 
 import numpy as np
-from PIL import Image
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+DEFAULT_MAX_PIXELS = 100_000_000  # --max-pixels: ImageNet's largest image is ~30 Mpx
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
             "lanczos": Image.Resampling.LANCZOS}
@@ -54,14 +67,50 @@ def convert_to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, P, CMYK (Adobe inversion handled by the decoder), YCbCr, ...
 
 
-def open_image(fp, size: int) -> tuple[Image.Image, tuple[int, int]]:
-    """Opens and decodes `fp` as RGB; returns it with the original (width, height)."""
-    img = Image.open(fp)
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ValueError(f"image of {width}x{height} = {width * height / 1e6:.0f} Mpx exceeds --max-pixels "
+                         f"{max_pixels / 1e6:g} Mpx (raise it to accept such images)")
+
+
+def draft_scale(width: int, height: int, size: int) -> int:
+    """Pillow's draft rule: the largest of 8, 4, 2, 1 that keeps both sides >= size."""
+    scale = min(width // size, height // size)
+    return next((s for s in (8, 4, 2, 1) if scale >= s), 1)
+
+
+def open_jpeg(data: bytes, size: int, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    check_pixels(width, height, max_pixels)
+    if colorspace in ("CMYK", "YCCK"):
+        simplejpeg.decode_jpeg(data, colorspace="CMYK", strict=True, min_width=1, min_height=1)  # damage check
+        return open_with_pillow(data, size, max_pixels)
+    s = draft_scale(width, height, size)
+    rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, min_width=-(-width // s),
+                                 min_height=-(-height // s))
+    return Image.fromarray(rgb, "RGB"), (width, height)
+
+
+def open_with_pillow(data: bytes, size: int, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its message names a BytesIO's address: not reproducible
+        raise ValueError(f"not an image format Pillow reads (file starts with {data[:8]!r})") from None
     original = img.size
+    check_pixels(*original, max_pixels)  # from the header, before any pixel is decoded
     if img.format == "JPEG":
         img.draft("RGB", (size, size))  # largest DCT scale-down keeping both sides >= size
     img.load()  # decode now so truncated files fail here, naming this input
     return convert_to_rgb(img), original
+
+
+def open_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    """Decodes an image file's bytes as RGB; returns it with the original (width, height).
+    Raises ValueError/OSError for damaged, oversized or unknown inputs (a skip, not a crash)."""
+    Image.MAX_IMAGE_PIXELS = None  # check_pixels decides, from the header, before Pillow decodes
+    if data.startswith(JPEG_MAGIC):
+        return open_jpeg(data, size, max_pixels)
+    return open_with_pillow(data, size, max_pixels)
 
 
 def centre_crop_box(width: int, height: int, size: int) -> tuple[float, float, float, float]:

@@ -1,9 +1,15 @@
 """What a source folder holds: classes, labelled items per split, and what was left out.
 
 Each layout module turns a `--src` folder into a `Source`; nothing here decodes images.
+Every path under --src ends up as a sample, a skip (an input that should have been a
+sample) or an ignored entry (a file or folder that is not part of the layout's data), each
+with its reason. Listing never leaves --src: a symlink pointing outside it is a skip, a
+symlink loop or an unreadable folder is a skip, never a crash or a silent gap.
 """
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +37,104 @@ class Source:
     ignored: list[dict] = field(default_factory=list)  # folders/files deliberately left out
 
 
-def list_files(folder: Path) -> list[Path]:
-    """Regular files below `folder` (recursively), sorted for a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    def skip(self, path: Path, split: str, reason: str) -> None:
+        self.skipped.append(Skip(relative(path, self.root), split, reason))
+
+    def ignore(self, path: Path, reason: str) -> None:
+        self.ignored.append({"path": relative(path, self.root) or ".", "reason": reason})
 
 
 def relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    rel = os.path.relpath(path, root)
+    return "" if rel == "." else Path(rel).as_posix()
+
+
+@dataclass
+class Listing:
+    """One folder's entries, sorted by name, each in exactly one list."""
+    files: list[Path] = field(default_factory=list)  # regular files (or links to files inside --src)
+    dirs: list[Path] = field(default_factory=list)  # folders (or links to folders inside --src)
+    hidden: list[Path] = field(default_factory=list)  # names starting with '.'
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # what cannot be read, with the reason
+
+
+def _link_problem(entry: os.DirEntry, root: Path) -> str | None:
+    """Why a symlink is not read, or None for a link to a file inside --src. Links to
+    folders are never followed: their files would be listed twice, or forever (a loop)."""
+    try:
+        os.stat(entry.path)
+    except OSError as exc:
+        return "symlink loop" if exc.errno == errno.ELOOP else f"broken symlink ({exc.strerror})"
+    target = os.path.realpath(entry.path)
+    if os.path.commonpath([target, str(root)]) != str(root):
+        return f"symlink to {target}, outside --src"
+    if entry.is_dir():
+        if os.path.commonpath([target, entry.path]) == target:
+            return "symlink loop"
+        return "symlink to a folder inside --src (not followed: its files would be listed twice)"
+    return None
+
+
+def list_folder(folder: Path, root: Path) -> Listing:
+    """`folder`'s entries; `root` is --src resolved (symlinks may not lead out of it)."""
+    out = Listing()
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        out.problems.append((folder, f"unreadable folder ({exc.strerror})"))
+        return out
+    for e in entries:
+        path = Path(e.path)
+        problem = _link_problem(e, root) if e.is_symlink() else None
+        if e.name.startswith("."):
+            out.hidden.append(path)
+        elif problem:
+            out.problems.append((path, problem))
+        elif e.is_dir():
+            out.dirs.append(path)
+        elif e.is_file():
+            out.files.append(path)
+        else:
+            out.problems.append((path, "not a regular file"))
+    return out
+
+
+@dataclass
+class Tree:
+    """Everything below a folder: files at any depth, empty folders, hidden entries, problems."""
+    files: list[Path] = field(default_factory=list)
+    empty_dirs: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def walk(folder: Path, root: Path) -> Tree:
+    """All entries below `folder` (real folders only: see _link_problem), files sorted."""
+    tree = Tree()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        listing = list_folder(current, root)
+        tree.files += listing.files
+        tree.hidden += listing.hidden
+        tree.problems += listing.problems
+        if not (listing.files or listing.dirs or listing.hidden or listing.problems):
+            tree.empty_dirs.append(current)
+        stack += reversed(listing.dirs)
+    tree.files.sort()
+    return tree
+
+
+def account_tree(source: "Source", tree: Tree, split: str) -> None:
+    """A tree's problems are skips (inputs that could not be read), hidden entries and empty
+    folders ignored entries."""
+    for path, reason in tree.problems:
+        source.skip(path, split, reason)
+    for path in tree.hidden:
+        source.ignore(path, "hidden")
+    for path in tree.empty_dirs:
+        source.ignore(path, "empty folder")
 
 
 def ensure_unique_keys(items: list[Item]) -> list[Item]:
@@ -49,3 +146,31 @@ def ensure_unique_keys(items: list[Item]) -> list[Item]:
         seen[item.key] = n + 1
         out.append(item if n == 0 else Item(f"{item.key}-dup{n}", item.label, item.source, item.member))
     return out
+
+
+def ignore_rest(source: Source, folder: Path, used: set[str], reason: str) -> None:
+    """Entries of `folder` not in `used` are ignored: the layout's other parts (boxes, lists)."""
+    listing = list_folder(folder, source.root)
+    for path in listing.files + listing.dirs + listing.hidden:
+        if path.name not in used:
+            source.ignore(path, reason)
+    for path, problem in listing.problems:
+        if path.name not in used:
+            source.ignore(path, problem)
+
+
+def ignore_all_but(source: Source, used: set[Path], reason: str) -> None:
+    """Every entry under --src that is neither a used file nor a folder leading to one is an
+    ignored entry (the array layouts: MNIST's idx files, CIFAR's pickles)."""
+    on_the_way = {parent for path in used for parent in path.parents}
+    stack = [source.root]
+    while stack:
+        listing = list_folder(stack.pop(), source.root)
+        for path in listing.files + listing.hidden + [p for p, _ in listing.problems]:
+            if path not in used:
+                source.ignore(path, reason)
+        for folder in listing.dirs:
+            if folder in on_the_way:
+                stack.append(folder)
+            else:
+                source.ignore(folder, reason)

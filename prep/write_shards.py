@@ -1,111 +1,47 @@
-"""Plan shards from a `Source` and write them in parallel, deterministically and resumably.
+"""Write the planned shards in parallel, deterministically and resumably (prep/plan.py
+decides what goes where; prep/output_folder.py what counts as done).
 
-Determinism: the plan (which item goes to which shard, in which order) depends only on
-the source listing and the config, and each shard is written by one process from its
-own items, so the bytes never depend on --workers or on scheduling.
-Crash safety: a shard is written to `<name>.tmp` and renamed when complete; its
-record (sample count, skips) goes to `.shard-info/<name>.json` just before. A re-run
-redoes exactly the shards without both, and writes the manifest once all exist.
+Each shard is written by one worker process from its own items, so its bytes never depend
+on --workers. Workers are a ProcessPoolExecutor: a worker killed mid-shard (OOM, kill -9)
+breaks the pool, and the run fails at once with a message instead of waiting forever for
+a result that will never come (multiprocessing.Pool hung at 70% in that case). On Linux
+each worker also dies with the main process (PR_SET_PDEATHSIG), so a killed run leaves no
+orphans writing into the folder; its completed shards are kept and verified on resume.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import ctypes
 import multiprocessing
 import os
-import random
-import shutil
+import signal
 import sys
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
-import webdataset
 from PIL import Image
 from tqdm import tqdm
 
-from shared.json_files import write_json_atomic
-from shared.manifest import MANIFEST_NAME, Manifest, Skip, SplitInfo, write_manifest
-from shared.shards import SHARD_PATTERN, Sample, ShardWriter, file_sha256, shard_name
-from shared.stats import MEAN_IMAGE_NAME, STATS_NAME
+from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
+from shared.shards import Sample, ShardWriter
 
 from .array_layouts import read_array_image
-from .config import DEFAULT_HOLDOUT, HOLDOUT_MAX_FRACTION, PrepConfig
+from .config import PrepConfig
+from .output_folder import INFO_DIR, OutputLock, prepare_output, read_record, shard_is_done, write_record
+from .plan import ShardTask, plan_fingerprint, plan_shards
 from .resize_image import encode_jpeg, open_image, resize_centre_crop, warn_if_stock_pillow
 from .sources import Item, Source
 
-INFO_DIR = ".shard-info"
-PLAN_NAME = "plan.json"
-# Exceptions that mean "this input is bad", not "this program is broken".
-# Pillow raises OSError for truncated data, UnidentifiedImageError (an OSError) for
-# unknown formats, SyntaxError/ValueError from some plugins on corrupt headers.
+# Exceptions that mean "this input is bad", not "this program is broken": Pillow raises
+# OSError for truncated data, UnidentifiedImageError (an OSError) for unknown formats,
+# SyntaxError/ValueError from some plugins on corrupt headers; simplejpeg ValueError for
+# damaged JPEGs; ours ValueError for images over --max-pixels.
 BAD_INPUT_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-@dataclass(frozen=True)
-class ShardTask:
-    split: str
-    index: int
-    items: list[Item]
-
-    @property
-    def name(self) -> str:
-        return shard_name(self.split, self.index)
-
-
-def holdout_size(task: str, n_train: int, requested: int | None) -> int:
-    cap = int(n_train * HOLDOUT_MAX_FRACTION)
-    wanted = requested if requested is not None else DEFAULT_HOLDOUT.get(task, cap)
-    if requested is not None and requested > cap:
-        raise ValueError(f"--holdout {requested}: at most 10% of the {n_train} training images ({cap})")
-    return min(wanted, cap)
-
-
-def split_holdout(items: list[Item], count: int, seed: int) -> tuple[list[Item], list[Item]]:
-    """Class-stratified holdout: round-robin over classes (seeded order), one item each."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[Item]] = {}
-    for item in items:
-        by_class.setdefault(item.label, []).append(item)
-    for group in by_class.values():
-        rng.shuffle(group)
-    order = sorted(by_class)
-    rng.shuffle(order)
-    chosen: set[str] = set()
-    depth = 0
-    while len(chosen) < count:
-        for label in order:
-            if depth < len(by_class[label]) and len(chosen) < count:
-                chosen.add(by_class[label][depth].key)
-        depth += 1
-    holdout = [it for it in items if it.key in chosen]
-    train = [it for it in items if it.key not in chosen]
-    return train, holdout
-
-
-def plan_shards(source: Source, cfg: PrepConfig) -> list[ShardTask]:
-    train = source.items["train"]
-    n_holdout = holdout_size(source.task, len(train), cfg.holdout)
-    train, holdout = split_holdout(train, n_holdout, cfg.seed)
-    random.Random(cfg.seed + 1).shuffle(train)  # every train shard mixes classes
-    splits = {"train": train, "holdout": holdout}
-    if "val" in source.items:
-        splits["val"] = source.items["val"]
-    tasks = []
-    for split, items in splits.items():
-        for index, start in enumerate(range(0, len(items), cfg.shard_size)):
-            tasks.append(ShardTask(split, index, items[start:start + cfg.shard_size]))
-    return tasks
-
-
-def plan_fingerprint(tasks: list[ShardTask], cfg: PrepConfig) -> dict:
-    digest = hashlib.sha256()
-    for task in tasks:
-        for item in task.items:
-            digest.update(f"{task.name}\t{item.key}\t{item.label}\t{item.source}\n".encode())
-    return {"size": cfg.size, "quality": cfg.quality, "resample": cfg.resample,
-            "shard_size": cfg.shard_size, "seed": cfg.seed, "holdout": cfg.holdout,
-            "items_sha256": digest.hexdigest()}
+class PrepInterrupted(RuntimeError):
+    """The run stopped before every shard was written; re-running the command resumes it."""
 
 
 def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
@@ -114,8 +50,7 @@ def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
         original = img.size
         img = img.convert("RGB")
     else:
-        with open(src / item.source, "rb") as f:
-            img, original = open_image(f, cfg.size)
+        img, original = open_image((src / item.source).read_bytes(), cfg.size, cfg.max_pixels)
     patch = resize_centre_crop(img, cfg.size, cfg.resample)
     meta = {"class": None, "source": item.source, "width": original[0], "height": original[1]}
     return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
@@ -134,41 +69,17 @@ def write_one_shard(args) -> tuple[str, int]:
                 continue
             sample.meta["class"] = class_labels[item.label]
             writer.write(sample)
-    path = out / task.name
-    record = {"name": task.name, "samples": writer.count, "bytes": path.stat().st_size,
-              "sha256": file_sha256(path), "skipped": skips}
-    write_json_atomic(out / INFO_DIR / f"{task.name}.json", record)
+    write_record(out, task.name, writer.count, skips)
     return task.name, len(task.items)
 
 
-def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
-    """Refuses to clobber complete output; clears it with --overwrite; checks a
-    partial run was made with the same plan before resuming it."""
-    if (out / MANIFEST_NAME).exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a complete dataset ({MANIFEST_NAME}); "
-                              f"pass --overwrite to rebuild it")
-    if overwrite and out.exists():
-        for path in out.iterdir():
-            if SHARD_PATTERN.fullmatch(path.name) or path.name.endswith(".tmp") or path.name in (
-                    MANIFEST_NAME, STATS_NAME, MEAN_IMAGE_NAME):
-                path.unlink()
-        shutil.rmtree(out / INFO_DIR, ignore_errors=True)
-    (out / INFO_DIR).mkdir(parents=True, exist_ok=True)
-    plan_path = out / INFO_DIR / PLAN_NAME
-    if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
-        if previous != fingerprint:
-            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
-            raise ValueError(f"{out} holds a partial run made with different inputs or parameters "
-                             f"({', '.join(changed)}); pass --overwrite to start again")
-    else:
-        write_json_atomic(plan_path, fingerprint)
-    for stale in out.glob("*.tmp"):
-        stale.unlink()  # left by a killed run
-
-
-def shard_is_done(out: Path, name: str) -> bool:
-    return (out / name).exists() and (out / INFO_DIR / f"{name}.json").exists()
+def die_with_parent(parent: int) -> None:
+    """Pool initializer: on Linux, SIGKILL this worker when the main process dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig) -> None:
@@ -181,17 +92,31 @@ def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig)
                 bar.update(write_one_shard(job)[1])
             return
         # fork: workers inherit the imported modules; nothing here holds threads or CUDA.
-        with multiprocessing.get_context("fork").Pool(cfg.workers) as pool:
-            for _, n in pool.imap_unordered(write_one_shard, jobs, chunksize=1):
-                bar.update(n)
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            try:
+                for future in as_completed([pool.submit(write_one_shard, job) for job in jobs]):
+                    bar.update(future.result()[1])
+            except BrokenProcessPool:
+                raise PrepInterrupted(f"a worker process died (killed, or out of memory?) while writing {out}; "
+                                      f"completed shards are kept and checked: run the same command again to "
+                                      f"resume") from None
 
 
-def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepConfig,
-                   flavour: dict) -> Manifest:
+def find_done(tasks: list[ShardTask], out: Path, workers: int) -> set[str]:
+    """Names of shards that verifiably match their records (hashing is parallel)."""
+    names = [t.name for t in tasks if (out / t.name).exists()]
+    if workers <= 1 or len(names) < 2:
+        return {n for n in names if shard_is_done(out, n)}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return {n for n, ok in zip(names, pool.map(shard_is_done, [out] * len(names), names)) if ok}
+
+
+def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepConfig, flavour: dict) -> Manifest:
     splits: dict[str, SplitInfo] = {}
     skipped = list(source.skipped)
     for task in tasks:
-        record = json.loads((out / INFO_DIR / f"{task.name}.json").read_text())
+        record = read_record(out, task.name)
         split = splits.setdefault(task.split, SplitInfo([], [], [], []))
         split.shards.append(task.name)
         split.shard_samples.append(record["samples"])
@@ -203,8 +128,7 @@ def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepC
         prep.pop(volatile)
     prep["task"] = source.task
     prep["holdout"] = splits["holdout"].samples if "holdout" in splits else 0
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__,
-                "webdataset": webdataset.__version__, **flavour}
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__, **flavour}
     return Manifest(source.task, source.layout, cfg.size, source.classes, splits, prep, versions,
                     skipped, source.ignored)
 
@@ -214,20 +138,24 @@ def write_dataset(source: Source, cfg: PrepConfig, out: Path) -> Manifest | None
     Returns the manifest, or None when other parts are still missing."""
     flavour = warn_if_stock_pillow()
     tasks = plan_shards(source, cfg)
-    prepare_output(out, plan_fingerprint(tasks, cfg), cfg.overwrite)
-    part = cfg.parse_part()
-    mine = [t for g, t in enumerate(tasks) if part is None or g % part[1] == part[0] - 1]
-    todo = [t for t in mine if not shard_is_done(out, t.name)]
-    if len(todo) < len(mine):
-        print(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already complete", file=sys.stderr)
-    if todo:
-        run_tasks(todo, source, out, cfg)
-    missing = [t.name for t in tasks if not shard_is_done(out, t.name)]
-    if missing:
-        print(f"part {cfg.part} done; {len(missing)} shards of other parts missing (e.g. {missing[0]}). "
-              f"Copy every part's output folder (with {INFO_DIR}/) into one and re-run without --part "
-              f"to write the manifest.", file=sys.stderr)
-        return None
-    manifest = build_manifest(source, tasks, out, cfg, flavour)
-    write_manifest(manifest, out)
+    with OutputLock(out):
+        prepare_output(out, plan_fingerprint(tasks, cfg), cfg.overwrite)
+        part = cfg.parse_part()
+        mine = [t for g, t in enumerate(tasks) if part is None or g % part[1] == part[0] - 1]
+        done = find_done(tasks, out, cfg.workers)
+        todo = [t for t in mine if t.name not in done]
+        if len(todo) < len(mine):
+            print(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already complete (size, sha256 and "
+                  f"sample count checked)", file=sys.stderr)
+        if todo:
+            run_tasks(todo, source, out, cfg)
+            done |= {t.name for t in todo}
+        missing = [t.name for t in tasks if t.name not in done]
+        if missing:
+            print(f"part {cfg.part} done; {len(missing)} shards of other parts missing (e.g. {missing[0]}). "
+                  f"Copy every part's output folder (with {INFO_DIR}/) into one and re-run without --part "
+                  f"to write the manifest.", file=sys.stderr)
+            return None
+        manifest = build_manifest(source, tasks, out, cfg, flavour)
+        write_manifest(manifest, out)
     return manifest

@@ -57,7 +57,7 @@ def encode_meta(meta: dict) -> bytes:
 
 
 class ShardWriter:
-    """Writes one shard atomically: to `<name>.tmp`, renamed to `<name>` on close.
+    """Writes one shard atomically: to `<name>.<pid>.tmp`, renamed to `<name>` on close.
 
     A shard that exists under its final name is therefore always complete, which
     is what resuming after a crash relies on.
@@ -65,7 +65,7 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.tmp_path = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")  # unique per process
         self._file: BinaryIO = open(self.tmp_path, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
         self.count = 0

@@ -17,7 +17,9 @@ from prep.write_shards import INFO_DIR, write_dataset
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of a dataset folder but the lock (which names the process that held it)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 def run(src, out, **kw):
@@ -64,23 +66,74 @@ def test_changed_parameters_refuse_to_resume(kaggle_src, tmp_path):
         run(src, tmp_path / "o", workers=1, quality=70)
 
 
-@pytest.mark.slow
-def test_kill_9_then_rerun_is_byte_identical(tmp_path):
-    src = tmp_path / "src"
+@pytest.fixture(scope="module")
+def slow_src(tmp_path_factory) -> Path:
+    """360 largish JPEGs: a few seconds of work for 2 workers."""
+    src = tmp_path_factory.mktemp("slow") / "src"
     rng = np.random.default_rng(0)
     for c in range(3):
         (src / f"c{c}").mkdir(parents=True)
         for n in range(120):
             random_image(rng, 400, 320).save(src / f"c{c}" / f"{n}.jpg", quality=95)
-    cmd = [sys.executable, "-m", "prep", "shard", "--src", str(src), "--shard-size", "4", "--workers", "1"]
-    subprocess.run(cmd + ["--out", str(tmp_path / "ref")], check=True, capture_output=True)
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return src
+
+
+def prep_cmd(src: Path, out: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "prep", "shard", "--src", str(src), "--shard-size", "4", "--workers",
+            str(workers), "--out", str(out)]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def start_and_wait_for_shards(cmd: list[str], out: Path, shards: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while len(list(out.glob("train-*.tar"))) < 5 and time.time() < deadline:
+    while len(list(out.glob("train-*.tar"))) < shards and time.time() < deadline:
         time.sleep(0.01)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the pool workers")
+def test_kill_9_of_the_main_process_then_rerun_is_byte_identical(slow_src, tmp_path):
+    """kill -9 of the main process alone: its pool workers die with it (nothing keeps writing
+    into the folder), and the same command finishes the job, byte-identical."""
+    subprocess.run(prep_cmd(slow_src, tmp_path / "ref", 2), check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = start_and_wait_for_shards(prep_cmd(slow_src, out, 2), out, 5)
+    workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "manifest.json").exists(), "run finished before the kill; grow the fixture"
-    subprocess.run(cmd + ["--out", str(out)], check=True, capture_output=True)
+    assert workers and not (out / "manifest.json").exists(), "run finished before the kill; grow the fixture"
+    deadline = time.time() + 10
+    while any(alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "orphaned pool workers still running"
+    subprocess.run(prep_cmd(slow_src, out, 2), check=True, capture_output=True)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the pool workers")
+def test_a_killed_worker_is_an_error_then_resumable(slow_src, tmp_path):
+    subprocess.run(prep_cmd(slow_src, tmp_path / "ref", 2), check=True, capture_output=True)
+    out = tmp_path / "o"
+    proc = start_and_wait_for_shards(prep_cmd(slow_src, out, 2), out, 3)
+    os.kill(children(proc.pid)[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)  # an error within seconds, not a hang
+    assert proc.returncode == 1 and b"a worker process died" in stderr
+    subprocess.run(prep_cmd(slow_src, out, 2), check=True, capture_output=True)
     assert tree_bytes(out) == tree_bytes(tmp_path / "ref")

@@ -35,7 +35,7 @@ def test_kaggle_every_input_accounted_for(kaggle_src, tmp_path):
     src, planted = kaggle_src
     result = CliRunner().invoke(app, ["shard", "--src", str(src), "--out", str(tmp_path / "o"),
                                       "--shard-size", "4", "--workers", "2"])
-    assert result.exit_code == 1, result.output  # skips without --allow-skips
+    assert result.exit_code == 3, result.output  # skips without --allow-skips
     assert "6 inputs skipped" in result.output
     manifest = read_manifest(tmp_path / "o")
     samples = all_samples(tmp_path / "o")

@@ -11,19 +11,20 @@ from shared.manifest import Manifest, read_manifest
 from shared.shards import shard_problem
 from shared.stats import RgbStats, read_stats
 
-from .config import TrainConfig
-
 # The official evaluation set of each named dataset (what the paper's and the replication's
 # numbers are measured on); fewer samples are reported loudly and recorded in results.json.
 OFFICIAL_EVAL_SIZE = {"imagenet": 50_000, "tiny-imagenet": 10_000, "mnist": 10_000, "fashion-mnist": 10_000,
                       "cifar10": 10_000, "cifar100": 10_000}
 
 
-def load_dataset(shards: Path) -> tuple[Manifest, RgbStats]:
+def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: bool = False
+                 ) -> tuple[Manifest, RgbStats]:
+    """Manifest and statistics of a dataset folder whose shards were checked against them."""
     manifest = read_manifest(shards)
     for split in ("train", "holdout"):
         if split not in manifest.splits or manifest.splits[split].samples == 0:
             raise ValueError(f"{shards}: no {split!r} split; re-run alexnet-prep shard")
+    check_shards(manifest, Path(shards), shard_urls, verify_checksums)
     stats = read_stats(shards)
     if stats.image_count != manifest.splits["train"].samples:
         raise ValueError(f"{shards}/stats.json covers {stats.image_count} images but the manifest's train split "
@@ -32,24 +33,24 @@ def load_dataset(shards: Path) -> tuple[Manifest, RgbStats]:
     return manifest, stats
 
 
-def check_shards(manifest: Manifest, cfg: TrainConfig) -> None:
+def check_shards(manifest: Manifest, root: Path, shard_urls: str | None, verify_checksums: bool) -> None:
     """Every local shard of every split: size, member names and count (tar index), and
     sha256 with --verify-checksums. Shards read through --shard-urls cannot be checked here:
     run `alexnet-prep verify` where they live."""
-    if cfg.shard_urls is not None:
-        print(f"note: shards come from {cfg.shard_urls!r}; their sizes and checksums are not checked here "
+    if shard_urls is not None:
+        print(f"note: shards come from {shard_urls!r}; their sizes and checksums are not checked here "
               f"(run alexnet-prep verify where they are stored)", file=sys.stderr)
         return
     jobs = []
     for split, info in manifest.splits.items():
         for name, samples, size, digest in zip(info.shards, info.shard_samples, info.shard_bytes,
                                                info.shard_sha256):
-            jobs.append((Path(cfg.shards) / name, samples, size, digest if cfg.verify_checksums else None))
+            jobs.append((root / name, samples, size, digest if verify_checksums else None))
     with ThreadPoolExecutor(max_workers=8) as pool:  # tar headers and hashing release the GIL while reading
         problems = [p for p in pool.map(lambda job: shard_problem(*job), jobs) if p]
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise ValueError(f"{len(problems)} shards do not match {cfg.shards}/manifest.json: " + "; ".join(problems[:5])
+        raise ValueError(f"{len(problems)} shards do not match {root}/manifest.json: " + "; ".join(problems[:5])
                          + more + ". Re-run alexnet-prep shard, or copy the dataset again (alexnet-prep verify).")
 
 

@@ -28,7 +28,7 @@ from .checkpoint import (check_best_matches, check_classes, checkpoint_state, lo
                          remove_partial_writes, restore_best, save_epoch_checkpoints)
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
-from .dataset import check_shards, eval_shortfall, load_dataset
+from .dataset import eval_shortfall, load_dataset
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
@@ -170,9 +170,8 @@ def train(cfg: TrainConfig) -> dict:
 
 def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
     cfg = cfg.resolved()
-    manifest, stats = load_dataset(cfg.shards)
+    manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
     cfg = cfg.resolved(manifest.patch_size)
-    check_shards(manifest, cfg)
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
     steps = FAST_DEV_STEPS if cfg.fast_dev_run else (

@@ -3,7 +3,6 @@ and the Markdown error table over runs."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import time
 from pathlib import Path
@@ -51,10 +50,13 @@ def read_metrics(path: Path) -> list[dict]:
 
 def rewrite_metrics(run: Path, last_epoch: int, last_row: dict | None, source: Path) -> None:
     """On resume: one row per epoch up to `last_epoch` (the checkpoint's), dropping rows of
-    epochs that are about to be redone, restoring the checkpoint's own row if a kill lost it."""
-    by_epoch = {row["epoch"]: row for row in read_metrics(source) if row.get("epoch", math.inf) <= last_epoch}
-    if last_row is not None and last_epoch not in by_epoch:
-        by_epoch[last_epoch] = last_row
+    epochs about to be redone and duplicates, restoring the checkpoint's row if a kill lost it."""
+    by_epoch: dict[int, dict] = {}
+    for row in read_metrics(source):
+        if isinstance(row.get("epoch"), int) and row["epoch"] <= last_epoch:
+            by_epoch.setdefault(row["epoch"], row)  # the first row of an epoch is the one that finished it
+    if last_row is not None:
+        by_epoch[last_epoch] = last_row  # the checkpoint's own row is authoritative
     text = "".join(json.dumps(by_epoch[e], sort_keys=True) + "\n" for e in sorted(by_epoch)).encode()
     write_atomic(run / METRICS_NAME, lambda f: f.write(text))
 

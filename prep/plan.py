@@ -1,0 +1,78 @@
+"""Which item goes to which shard, in which order: a pure function of the source listing
+and the config, so the bytes of every shard never depend on --workers or scheduling."""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from shared.shards import shard_name
+
+from .config import DEFAULT_HOLDOUT, HOLDOUT_MAX_FRACTION, PrepConfig
+from .sources import Item, Source
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    index: int
+    items: list[Item]
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.split, self.index)
+
+
+def holdout_size(task: str, n_train: int, requested: int | None) -> int:
+    cap = int(n_train * HOLDOUT_MAX_FRACTION)
+    wanted = requested if requested is not None else DEFAULT_HOLDOUT.get(task, cap)
+    if requested is not None and requested > cap:
+        raise ValueError(f"--holdout {requested}: at most 10% of the {n_train} training images ({cap})")
+    return min(wanted, cap)
+
+
+def split_holdout(items: list[Item], count: int, seed: int) -> tuple[list[Item], list[Item]]:
+    """Class-stratified holdout: round-robin over classes (seeded order), one item each."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[Item]] = {}
+    for item in items:
+        by_class.setdefault(item.label, []).append(item)
+    for group in by_class.values():
+        rng.shuffle(group)
+    order = sorted(by_class)
+    rng.shuffle(order)
+    chosen: set[str] = set()
+    depth = 0
+    while len(chosen) < count:
+        for label in order:
+            if depth < len(by_class[label]) and len(chosen) < count:
+                chosen.add(by_class[label][depth].key)
+        depth += 1
+    holdout = [it for it in items if it.key in chosen]
+    train = [it for it in items if it.key not in chosen]
+    return train, holdout
+
+
+def plan_shards(source: Source, cfg: PrepConfig) -> list[ShardTask]:
+    train = source.items["train"]
+    n_holdout = holdout_size(source.task, len(train), cfg.holdout)
+    train, holdout = split_holdout(train, n_holdout, cfg.seed)
+    random.Random(cfg.seed + 1).shuffle(train)  # every train shard mixes classes
+    splits = {"train": train, "holdout": holdout}
+    if "val" in source.items:
+        splits["val"] = source.items["val"]
+    tasks = []
+    for split, items in splits.items():
+        for index, start in enumerate(range(0, len(items), cfg.shard_size)):
+            tasks.append(ShardTask(split, index, items[start:start + cfg.shard_size]))
+    return tasks
+
+
+def plan_fingerprint(tasks: list[ShardTask], cfg: PrepConfig) -> dict:
+    digest = hashlib.sha256()
+    for task in tasks:
+        for item in task.items:
+            digest.update(f"{task.name}\t{item.key}\t{item.label}\t{item.source}\n".encode())
+    return {"size": cfg.size, "quality": cfg.quality, "resample": cfg.resample,
+            "shard_size": cfg.shard_size, "seed": cfg.seed, "holdout": cfg.holdout, "max_pixels": cfg.max_pixels,
+            "items_sha256": digest.hexdigest()}
