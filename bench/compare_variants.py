@@ -26,7 +26,7 @@ import torch
 from train.augment import DeviceAugment
 from train.config import TrainConfig
 from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches
-from train.dataset import load_dataset
+from train.dataset import dataset_input_stats, load_dataset
 from train.distributed import Dist
 from train.loop import evaluate, seed_epoch, train_one_epoch
 from train.model import build_model
@@ -61,7 +61,7 @@ def run_one(cfg: TrainConfig, manifest, stats, holdout: list, args) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_model(manifest.num_classes, cfg.architecture(), cfg.init).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", cfg.learn_rate, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult)
-    augment = DeviceAugment(stats, cfg.pca_std, False, CPU)
+    augment = DeviceAugment(dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop), cfg.pca_std, CPU)
     stream = TrainStream(manifest.shard_paths(cfg.shards, "train"), rules=SampleRules(manifest.patch_size,
                          manifest.num_classes), crop=cfg.crop, buffer=cfg.shuffle_buffer, seed=cfg.seed,
                          batch_size=cfg.batch_size)

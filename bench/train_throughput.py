@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from train.augment import DeviceAugment
+from train.augment import DeviceAugment, input_stats
 from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader
 from train.dataset import load_dataset
 from train.distributed import Dist
@@ -64,7 +64,7 @@ def main() -> None:
     manifest, stats = load_dataset(args.shards)
     rules = SampleRules(manifest.patch_size, manifest.num_classes)
     amp = autocast_for(device, args.precision)
-    norm = DeviceAugment(stats, 0.1, False, device)
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
     torch.manual_seed(0)
     model = build_model(manifest.num_classes).to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)

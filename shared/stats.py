@@ -48,6 +48,25 @@ def read_stats(root: str | os.PathLike) -> RgbStats:
     return stats
 
 
+def read_mean_image(root: str | os.PathLike, patch: int):
+    """The (patch, patch, 3) float64 mean image beside stats.json (cuda-convnet subtracted it);
+    loaded without pickle, checked for shape and range."""
+    import numpy as np  # only readers of the mean image need numpy here
+
+    path = Path(root) / MEAN_IMAGE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `alexnet-prep stats --shards {root}` (it writes the mean "
+                                f"image), or train with --normalize mean")
+    try:
+        image = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+    if image.shape != (patch, patch, 3) or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
+        raise ValueError(f"{path}: expected finite values in 0..255 of shape {(patch, patch, 3)}, got {image.shape}; "
+                         f"re-run alexnet-prep stats")
+    return image
+
+
 def _numbers(values, n: int) -> bool:
     return isinstance(values, list) and len(values) == n and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)

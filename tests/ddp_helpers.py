@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from train.augment import DeviceAugment
+from train.augment import DeviceAugment, input_stats
 from train.data import EvalShards, SampleRules, make_loader
 from train.dataset import load_dataset
 from train.distributed import Dist
@@ -40,7 +40,7 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
     model = build_model(manifest.num_classes, Architecture(dropout=0.0), init="caffe")
     net = DistributedDataParallel(model) if world > 1 else model
     opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)
-    norm = DeviceAugment(stats, 0.0, False, torch.device("cpu"))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     d = Dist(rank, world)
     losses = [train_one_epoch(net, opt, itertools.repeat(local), 1, norm, torch.Generator(), torch.device("cpu"),
                               torch.autocast("cpu", enabled=False), d, step)["loss"] for step in range(STEPS)]
@@ -52,7 +52,7 @@ def evaluate_sharded(shards: Path, rank: int, world: int) -> dict:
     torch.manual_seed(0)
     manifest, stats = load_dataset(shards)
     model = build_model(manifest.num_classes)
-    norm = DeviceAugment(stats, 0.0, False, torch.device("cpu"))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     out = {}
     for split in ("holdout", "val"):
         loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rules(manifest), rank, world), 8, 2, False)
@@ -85,5 +85,5 @@ def epoch_draws(shards: Path, rank: int, seed: int = 12331, epoch: int = 2) -> d
     dropout = AlexNet(3, Architecture()).dropout.train()
     generator = seed_epoch(seed, rank, epoch)
     mask = dropout(torch.ones(64)).tolist()
-    alphas = DeviceAugment(stats, 0.1, False, torch.device("cpu")).draw_alphas(4, generator).tolist()
+    alphas = DeviceAugment(input_stats(stats, "mean", 224), 0.1, torch.device("cpu")).draw_alphas(4, generator).tolist()
     return {"mask": mask, "alphas": alphas}

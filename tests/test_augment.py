@@ -8,7 +8,7 @@ import torchvision.transforms.functional as TF
 
 from shared.stats import RgbStats
 from augment_reference import augment_one_reference, random_crop_flip
-from train.augment import DeviceAugment, centre_crop, ten_views
+from train.augment import DeviceAugment, centre_crop, input_stats, ten_views
 from train.loop import count_topk_correct
 
 
@@ -41,7 +41,7 @@ def test_random_crop_bounds_and_flip_rate():
 
 def test_lighting_covariance_is_point01_lambda_in_eigenbasis():
     stats = make_stats()
-    norm = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, torch.device("cpu"))
     alphas = norm.draw_alphas(200_000, torch.Generator().manual_seed(0))
     offsets = norm.lighting_offsets(alphas).double().numpy()
     p = np.array(stats.eigenvectors)
@@ -51,9 +51,11 @@ def test_lighting_covariance_is_point01_lambda_in_eigenbasis():
     assert abs(cov[0, 1]) < 0.02 * np.sqrt(expected[0, 0] * expected[1, 1])
 
 
-def test_batched_device_path_equals_per_image_reference():
+@pytest.mark.parametrize("mode", ["mean", "mean-image"])
+def test_batched_device_path_equals_per_image_reference(mode):
     stats = make_stats()
-    norm = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
+    mean_image = np.random.default_rng(3).uniform(0, 255, (256, 256, 3)) if mode == "mean-image" else None
+    norm = DeviceAugment(input_stats(stats, mode, 224, mean_image), 0.1, torch.device("cpu"))
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
     rng = random.Random(5)
@@ -65,14 +67,14 @@ def test_batched_device_path_equals_per_image_reference():
     batched = norm(crops, alphas, flips)  # the loader defers mirroring to the device
     assert batched.is_contiguous(memory_format=torch.channels_last)
     for i, (img, (t, l, f)) in enumerate(zip(images, draws)):
-        ref = augment_one_reference(img, t, l, f, alphas[i], stats)
+        ref = augment_one_reference(img, t, l, f, alphas[i], stats, mean_image=mean_image)
         np.testing.assert_allclose(batched[i].double().numpy(), ref.numpy(), atol=1e-3)
 
 
 def test_std_normalisation_option():
     stats = make_stats()
     x = torch.full((1, 3, 4, 4), 200, dtype=torch.uint8)
-    out = DeviceAugment(stats, 0.1, True, torch.device("cpu"))(x)
+    out = DeviceAugment(input_stats(stats, "std", 224), 0.1, torch.device("cpu"))(x)
     assert out[0, :, 0, 0].tolist() == pytest.approx([(200 - m) / s for m, s in zip(stats.mean_rgb, stats.std_rgb)])
 
 
@@ -121,7 +123,7 @@ def test_ten_view_evaluation_averages_softmax_over_the_views():
     from train.loop import evaluate
 
     stats, model = make_stats(), ViewSensitive()
-    augment = DeviceAugment(stats, 0.1, False, torch.device("cpu"))
+    augment = DeviceAugment(input_stats(stats, "mean", 224), 0.1, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (48, 3, 256, 256), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 8, (48,), generator=g)

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from shared.manifest import read_manifest
-from train.augment import DeviceAugment
+from train.augment import DeviceAugment, input_stats
 from train.checkpoint import load_checkpoint
 from train.cli import app
 from train.config import TrainConfig
@@ -56,7 +56,7 @@ def test_loop_overfits_a_tiny_batch(tiny_shards):
     torch.manual_seed(0)
     model = build_model(manifest.num_classes, Architecture(dropout=0.0), init="caffe")
     opt = build_optimizer(model, "adam", 1e-4, 0.9, 0.0)
-    norm = DeviceAugment(stats, 0.0, False, torch.device("cpu"))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     first = train_one_epoch(model, opt, itertools.repeat(batch), 1, norm, torch.Generator(), torch.device("cpu"),
                             torch.autocast("cpu", enabled=False), Dist(), 0)
     last = train_one_epoch(model, opt, itertools.repeat(batch), 30, norm, torch.Generator(), torch.device("cpu"),

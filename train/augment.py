@@ -10,7 +10,9 @@ tests compare with.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from shared.stats import RgbStats
@@ -21,9 +23,43 @@ def draw_crop(height: int, width: int, crop: int, rng: random.Random) -> tuple[i
     return rng.randint(0, height - crop), rng.randint(0, width - crop), rng.random() < 0.5
 
 
+NORMALIZATIONS = ("mean-image", "mean", "std")
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """What the network's input is normalised with; stored in checkpoints so that `predict`
+    needs nothing else. `mean` is (3, crop, crop) for "mean-image" -- the centre crop of the
+    training set's mean image, subtracted from every crop whatever its position, as
+    cuda-convnet2's ImageDataProvider does (convdata.py: data_mean_crop) -- or (3, 1, 1)."""
+    mean: torch.Tensor
+    std: torch.Tensor  # (3, 1, 1): ones unless "std"
+    eigenvalues: torch.Tensor  # (3,) descending, 0-255 units squared
+    eigenvectors: torch.Tensor  # (3, 3), row i = p_i
+
+    def state(self) -> dict:
+        return {k: getattr(self, k).clone() for k in ("mean", "std", "eigenvalues", "eigenvectors")}
+
+
+def input_stats(stats: RgbStats, mode: str, crop: int, mean_image: np.ndarray | None = None) -> InputStats:
+    """§2 "subtracting the mean activity over the training set from each pixel": the mean
+    image ("mean-image", cuda-convnet2), or per channel ("mean"; "std" also divides)."""
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalize {mode!r}: expected one of {', '.join(NORMALIZATIONS)}")
+    if mode == "mean-image":
+        if mean_image is None:
+            raise ValueError("--normalize mean-image needs mean_image.npy (alexnet-prep stats writes it)")
+        mean = centre_crop(torch.from_numpy(np.ascontiguousarray(mean_image.transpose(2, 0, 1))), crop)
+    else:
+        mean = torch.tensor(stats.mean_rgb, dtype=torch.float64).view(3, 1, 1)
+    std = torch.tensor(stats.std_rgb if mode == "std" else [1.0] * 3, dtype=torch.float64).view(3, 1, 1)
+    return InputStats(mean.float(), std.float(), torch.tensor(stats.eigenvalues, dtype=torch.float64),
+                      torch.tensor(stats.eigenvectors, dtype=torch.float64))
+
+
 class DeviceAugment:
-    """On device batches: mirroring and PCA colour lighting (§4.1) while training, then
-    per-channel mean subtraction (§2; optionally divided by the std) for every batch.
+    """On device batches: mirroring and PCA colour lighting (§4.1) while training, then the
+    mean subtraction of §2 (InputStats) for every batch.
 
     Lighting: each image gets delta = sum_i alpha_i sigma_i p_i added to every pixel, with
     alpha_i ~ N(0, pca_std) and p_i, lambda_i = sigma_i^2 the eigenvectors/eigenvalues of the
@@ -32,12 +68,11 @@ class DeviceAugment:
     standard deviations sigma_i, which keeps delta in pixel units: we follow the code.
     """
 
-    def __init__(self, stats: RgbStats, pca_std: float, divide_std: bool, device: torch.device):
-        self.mean = torch.tensor(stats.mean_rgb, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(stats.std_rgb if divide_std else [1.0] * 3, device=device).view(1, 3, 1, 1)
-        sigma = torch.tensor(stats.eigenvalues, dtype=torch.float64).clamp(min=0).sqrt()
-        vectors = torch.tensor(stats.eigenvectors, dtype=torch.float64)  # rows = p_i (R, G, B)
-        self.sigma_p = (sigma[:, None] * vectors).float().to(device)  # row i = sigma_i p_i
+    def __init__(self, inputs: InputStats, pca_std: float, device: torch.device):
+        self.mean = inputs.mean.to(device)[None]
+        self.std = inputs.std.to(device)[None]
+        sigma = inputs.eigenvalues.clamp(min=0).sqrt()
+        self.sigma_p = (sigma[:, None] * inputs.eigenvectors).float().to(device)  # row i = sigma_i p_i
         self.pca_std = pca_std
 
     def draw_alphas(self, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -49,7 +84,8 @@ class DeviceAugment:
 
     def __call__(self, x: torch.Tensor, alphas: torch.Tensor | None = None,
                  flips: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 (B, 3, H, W) on device -> float32, channels_last; `flips` (B,) bool mirrors."""
+        """uint8 (B, 3, H, W) on device -> float32, channels_last; `flips` (B,) bool mirrors
+        (the image, not the mean: cuda-convnet2 subtracts after cropping and flipping)."""
         x = x.float()
         if flips is not None:
             x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)

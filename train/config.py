@@ -67,7 +67,10 @@ class TrainConfig:
     # ---- data augmentation and input (§2, §4.1)
     crop: Optional[int] = option(None, "§4.1 crop side in px; default 224/256 of the shards' patch size.")
     pca_std: float = option(0.1, "§4.1 lighting: α_i ~ N(0, pca_std), times σ_i (0-255 units); 0 = the ablation.")
-    normalize: Literal["mean", "std"] = option("mean", "§2: subtract the per-channel mean; std also divides by it.")
+    normalize: Literal["mean-image", "mean", "std"] = option(
+        "mean-image", "§2 'subtracting the mean activity over the training set from each pixel': mean-image = "
+                      "cuda-convnet2 (the centre crop of the mean image, from every crop); mean = per channel; std = "
+                      "per channel, also divided by the std.")
     # ---- machinery
     seed: int = option(12331, "Seed of init, data order, dropout and lighting (per rank and epoch).")
     workers: int = option(4, "Loader processes per rank.")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from shared.manifest import Manifest, read_manifest
 from shared.shards import shard_problem
-from shared.stats import RgbStats, read_stats
+from shared.stats import RgbStats, read_mean_image, read_stats
+
+from .augment import InputStats, input_stats
 
 # The official evaluation set of each named dataset (what the paper's and the replication's
 # numbers are measured on); fewer samples are reported loudly and recorded in results.json.
@@ -60,3 +62,8 @@ def eval_shortfall(task: str, split: str, samples: int) -> dict | None:
     if split != "val" or expected is None or samples >= expected:
         return None
     return {"expected": expected, "evaluated": samples, "missing": expected - samples}
+
+
+def dataset_input_stats(root: Path, manifest: Manifest, stats: RgbStats, normalize: str, crop: int) -> InputStats:
+    mean_image = read_mean_image(root, manifest.patch_size) if normalize == "mean-image" else None
+    return input_stats(stats, normalize, crop, mean_image)

@@ -5,7 +5,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .augment import DeviceAugment
+from .augment import DeviceAugment, InputStats
 from .checkpoint import check_classes, load_checkpoint
 from .config import TrainConfig
 from .dataset import load_dataset
@@ -19,7 +19,7 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: 
                         figures: bool) -> dict:
     start = time.perf_counter()
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
-    manifest, stats = load_dataset(shards)
+    manifest, _ = load_dataset(shards)
     check_classes(state, manifest.class_table(), checkpoint)
     trained = TrainConfig.from_dict(state["config"])
     cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures,
@@ -27,7 +27,7 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: 
     device = resolve_device(device_name)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
-    augment = DeviceAugment(stats, cfg.pca_std, cfg.normalize == "std", device)
+    augment = DeviceAugment(InputStats(**state["normalization"]), cfg.pca_std, device)  # what the model saw
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         log_kernel_figure(model, None, out, state["epoch"])

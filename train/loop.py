@@ -21,14 +21,13 @@ from tqdm import tqdm
 
 from shared.json_files import write_json_atomic
 from shared.manifest import Manifest
-from shared.stats import RgbStats
 
-from .augment import DeviceAugment, centre_crop, ten_views
+from .augment import DeviceAugment, InputStats, centre_crop, ten_views
 from .checkpoint import (check_best_matches, check_classes, checkpoint_state, load_checkpoint,
                          remove_partial_writes, restore_best, save_epoch_checkpoints)
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
-from .dataset import eval_shortfall, load_dataset
+from .dataset import dataset_input_stats, eval_shortfall, load_dataset
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
@@ -136,7 +135,7 @@ class Run:
     device: torch.device
     d: Dist
     manifest: Manifest
-    stats: RgbStats
+    inputs: InputStats  # normalisation (§2) and lighting (§4.1) statistics
     model: nn.Module
     net: nn.Module
     optimizer: torch.optim.Optimizer
@@ -183,8 +182,9 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
                                 cfg.bias_lr_mult if cfg.optimizer == "sgd" else 1.0)
     schedule = LrSchedule(optimizer, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta,
                           cfg.milestones(), cfg.lr_drops)
-    run = Run(cfg, device, d, manifest, stats, model, model, optimizer, schedule,
-              DeviceAugment(stats, cfg.pca_std, cfg.normalize == "std", device), autocast_for(device, cfg.precision),
+    inputs = dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop)
+    run = Run(cfg, device, d, manifest, inputs, model, model, optimizer, schedule,
+              DeviceAugment(inputs, cfg.pca_std, device), autocast_for(device, cfg.precision),
               steps, 1 if cfg.fast_dev_run else cfg.epochs)
     if cfg.resume:
         resume_from(run, cfg.resume)
@@ -292,16 +292,10 @@ def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved:
               f"{drop.holdout_error:.4f} ({run.cfg.lr_schedule} rule), ε -> {drop.lr:g}", flush=True)
     state = checkpoint_state(
         model=run.model, optimizer=run.optimizer, schedule=run.schedule, epoch=epoch, config=run.cfg.to_dict(),
-        arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=normalization(run),
+        arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=run.inputs.state(),
         patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row)
     save_epoch_checkpoints(run.folder, state, improved)
     append_metrics(run.folder, row)  # after the checkpoint: a resume rewrites rows past last.pt's epoch
-
-
-def normalization(run: Run) -> dict:
-    s = run.stats
-    return {"mean_rgb": s.mean_rgb, "std_rgb": s.std_rgb, "divide_std": run.cfg.normalize == "std",
-            "eigenvalues": s.eigenvalues, "eigenvectors": s.eigenvectors}
 
 
 def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
