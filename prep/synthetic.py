@@ -2,7 +2,7 @@
 for users without data: each class is one shape in its own colour (jittered; random size
 and position) on a random smooth background, at ImageNet-like sizes so the real prep
 path runs. Colour makes it learnable within the demo's few hundred CPU steps; shape
-alone took longer than the demo's budget from the §5 initialisation (bench/compare_init.py)."""
+alone took longer than the demo's budget from the §5 initialisation."""
 from __future__ import annotations
 
 import random
