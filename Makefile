@@ -19,14 +19,17 @@ $(STAMP): pyproject.toml Makefile
 	  || { echo "WARNING: pillow-simd failed to build; falling back to stock Pillow (slower prep)"; \
 	       $(PY) -m pip install -q pillow; }; \
 	else echo "WARNING: no C compiler: using stock Pillow instead of pillow-simd (slower prep)"; fi
-	@$(PY) -c "from prep.resize_image import pillow_flavour as f; print('active Pillow:', f())"
+	@$(PY) -c "from shared.patch import pillow_flavour as f; print('active Pillow:', f())"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/alexnet-prep synth --out $(DEMO)/src
 	$(VENV)/bin/alexnet-prep shard --src $(DEMO)/src --out $(DEMO)/shards --shard-size 32 --overwrite
 	$(VENV)/bin/alexnet-prep stats --shards $(DEMO)/shards
-	$(VENV)/bin/alexnet-train --shards $(DEMO)/shards --preset demo --logdir $(DEMO)/runs
+	rm -rf $(DEMO)/runs/demo
+	$(VENV)/bin/alexnet-train --shards $(DEMO)/shards --preset demo --logdir $(DEMO)/runs --run-name demo
+	$(VENV)/bin/alexnet-train predict --checkpoint $(DEMO)/runs/demo/best.pt \
+	    $$(ls $(DEMO)/src/ILSVRC/Data/CLS-LOC/val/*.JPEG | head -4)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

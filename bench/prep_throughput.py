@@ -47,7 +47,7 @@ def naive(data: bytes, size: int, quality: int) -> bytes:
 
 def ours(data: bytes, size: int, quality: int) -> bytes:
     sys.path.insert(0, str(ROOT))
-    from prep.resize_image import encode_jpeg, open_image, resize_centre_crop
+    from shared.patch import encode_jpeg, open_image, resize_centre_crop
 
     img, _ = open_image(data, size)
     return encode_jpeg(resize_centre_crop(img, size), quality)
@@ -94,7 +94,7 @@ def quality_table(files: list[Path]) -> list[tuple[int, float, float]]:
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
-    from prep.resize_image import open_image, resize_centre_crop
+    from shared.patch import open_image, resize_centre_crop
 
     patches = []
     for f in files:

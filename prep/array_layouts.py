@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import pickle
 import struct
 from pathlib import Path
@@ -66,6 +67,8 @@ def find_cifar_dir(src: Path, task: str) -> Path | None:
 
 
 def download_with_torchvision(src: Path, task: str) -> None:
+    if not isinstance(src, Path):
+        raise ValueError(f"--src {src}: the archive holds no {task} files; expected those torchvision writes")
     import torchvision.datasets as tvd  # imported here: only this path needs torchvision
 
     cls = getattr(tvd, TORCHVISION_DATASETS[task])
@@ -75,15 +78,15 @@ def download_with_torchvision(src: Path, task: str) -> None:
         cls(root=str(src), train=train, download=True)
 
 
-def _open_maybe_gz(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 @functools.lru_cache(maxsize=8)
-def read_idx(path: str) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     """An idx file (LeCun's MNIST format): big-endian magic, dims, then uint8 data."""
-    with _open_maybe_gz(Path(path)) as f:
-        data = f.read()
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: not a gzip file ({exc})") from exc
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file (magic {data[:4].hex()})")
     ndim = data[3]
@@ -128,8 +131,8 @@ def check_cifar_value(value, path: str, where: str = "top level") -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def read_cifar_pickle(path: str) -> dict:
-    with open(path, "rb") as f:
+def read_cifar_pickle(path: Path) -> dict:
+    with io.BytesIO(path.read_bytes()) as f:
         try:
             value = SafeCifarUnpickler(f, encoding="bytes").load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -140,7 +143,7 @@ def read_cifar_pickle(path: str) -> dict:
     return value
 
 
-def read_cifar_batch(path: str, label_key: bytes) -> dict:
+def read_cifar_batch(path: Path, label_key: bytes) -> dict:
     batch = read_cifar_pickle(path)
     data, labels = batch.get(b"data"), batch.get(label_key)
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
@@ -152,7 +155,7 @@ def read_cifar_batch(path: str, label_key: bytes) -> dict:
     return batch
 
 
-def read_cifar_names(path: str, names_key: bytes) -> list[str]:
+def read_cifar_names(path: Path, names_key: bytes) -> list[str]:
     names = read_cifar_pickle(path).get(names_key)
     if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
         raise ValueError(f"{path}: expected {names_key!r}, a list of class names")
@@ -161,7 +164,7 @@ def read_cifar_names(path: str, names_key: bytes) -> list[str]:
 
 def read_array_image(src: Path, item: Item, layout: str) -> Image.Image:
     """The `member`-th image of the array file named in `item.source`."""
-    path = str(src / item.source.rsplit("#", 1)[0])
+    path = src / item.source.rsplit("#", 1)[0]
     if layout == "cifar-pickle":
         data = read_cifar_pickle(path)[b"data"]  # rows of 3072 = R, G, B planes of 32x32 (checked when listed)
         return Image.fromarray(data[item.member].reshape(3, 32, 32).transpose(1, 2, 0), "RGB")
@@ -194,11 +197,11 @@ def read_idx_dataset(src: Path, task: str) -> Source:
             if split == "train":
                 raise FileNotFoundError(f"{folder}: {images_stem}[.gz] and {labels_stem}[.gz] expected")
             continue
-        n_images, n_labels = len(read_idx(str(images))), len(read_idx(str(labels)))
+        n_images, n_labels = len(read_idx(images)), len(read_idx(labels))
         if n_images != n_labels:
             raise ValueError(f"{images} holds {n_images} images but {labels} {n_labels} labels")
         prefix = "train" if split == "train" else "test"
-        items[split] = _labelled_items(read_idx(str(labels)), len(classes), split,
+        items[split] = _labelled_items(read_idx(labels), len(classes), split,
                                        relative(images, src), prefix, skipped)
         used |= {images, labels}
     source = Source(task, "idx", src, classes, items, skipped)
@@ -212,7 +215,7 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
         download_with_torchvision(src, task)
         folder = find_cifar_dir(src, task)
     _, meta_name, names_key, train_files, test_files, label_key = CIFAR_TASKS[task]
-    names = read_cifar_names(str(folder / meta_name), names_key)
+    names = read_cifar_names(folder / meta_name, names_key)
     classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
     items: dict[str, list[Item]] = {}
     skipped: list[Skip] = []
@@ -222,7 +225,7 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
             path = folder / name
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; {task} needs {train_files + test_files}")
-            batch = read_cifar_batch(str(path), label_key)
+            batch = read_cifar_batch(path, label_key)
             split_items += _labelled_items(batch[label_key], len(classes), split,
                                            relative(path, src), name, skipped)
         items[split] = split_items

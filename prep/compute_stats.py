@@ -64,6 +64,7 @@ def summarise(n_images: int, n_pixels: int, sums: list[int], outer: list[list[in
     # (n * sum(x x^T) - sum(x) sum(x)^T) / n^2 in exact integers, one rounding at the end.
     cov = [[(n * outer[i][j] - sums[i] * sums[j]) / (n * n) for j in range(3)] for i in range(3)]
     values, vectors = np.linalg.eigh(np.array(cov))
+    values = np.clip(values, 0.0, None)  # rank-deficient data (greyscale) gives -1e-13 for 0
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order].T  # rows = eigenvectors
     for row in vectors:  # sign convention: largest-magnitude component positive

@@ -1,17 +1,21 @@
 """Recognise what `--src` holds and read it into a `Source`; class-per-folder data too."""
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from pathlib import Path
 
-from shared.manifest import ClassInfo
+from shared.manifest import ClassInfo, Skip
+from shared.patch import IMAGE_SUFFIXES
 from shared.shards import sanitize_key
 
+from .archives import ARCHIVE_SUFFIXES, ArchivePath, archive_root, is_archive
 from .array_layouts import (CIFAR_TASKS, IDX_TASKS, find_cifar_dir, find_idx_dir,
                             read_cifar_dataset, read_idx_dataset)
 from .config import TASKS
 from .imagenet_layouts import (is_kaggle_imagenet, is_tiny_imagenet, read_kaggle_imagenet,
                                read_tiny_imagenet)
-from .sources import IMAGE_SUFFIXES, Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, list_folder, relative, walk
+from .sources import Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, list_folder, relative, walk
 
 LOOKED_FOR = (
     "  imagenet       Kaggle ILSVRC archive: LOC_synset_mapping.txt + ILSVRC/Data/CLS-LOC/train/<wnid>/\n"
@@ -47,11 +51,24 @@ def detect_task(src: Path) -> str:
                      f"Pass --task ({'|'.join(TASKS)}) to force one.")
 
 
+def open_src(src: Path):
+    """--src as the layouts read it: the folder (resolved: listing never leaves it), or the
+    archive's top -- its single top folder if it has one (prep/archives.py)."""
+    if src.is_file() and is_archive(src):
+        try:
+            return archive_root(src)
+        except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+            raise ValueError(f"--src {src}: not a readable archive ({exc})") from None
+    if src.is_file():
+        raise ValueError(f"--src {src}: a file, but not an archive this tool reads ({', '.join(ARCHIVE_SUFFIXES)})")
+    return src.resolve()
+
+
 def read_source(src: Path, task: str | None) -> Source:
     if task is not None and task not in TASKS:
         raise ValueError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    src = open_src(Path(src))
     task = task or detect_task(src)
-    src = src.resolve()  # listing never leaves this folder (prep/sources.py)
     if task in ("mnist", "fashion-mnist"):
         source = read_idx_dataset(src, task)
     elif task in CIFAR_TASKS:
@@ -73,6 +90,8 @@ def read_source(src: Path, task: str | None) -> Source:
                          f"({len(source.skipped)} inputs skipped)")
     for split in source.items:
         source.items[split] = ensure_unique_keys(source.items[split])
+    if isinstance(src, ArchivePath):  # members never read: unsafe names, duplicates, links, bombs
+        source.skipped += [Skip(name, "archive", why) for name, why in src.archive.problems]
     return source
 
 

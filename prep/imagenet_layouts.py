@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def read_kaggle_imagenet(src: Path) -> Source:
 def read_kaggle_solution(path: Path) -> dict[str, str]:
     """ImageId -> wnid: the first token of PredictionString (boxes may follow)."""
     labels = {}
-    with open(path, newline="") as f:
+    with io.StringIO(path.read_text(), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header != ["ImageId", "PredictionString"]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from shared.manifest import ClassInfo, Skip
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+from .archives import ArchivePath
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +45,13 @@ class Source:
         self.ignored.append({"path": relative(path, self.root) or ".", "reason": reason})
 
 
-def relative(path: Path, root: Path) -> str:
-    rel = os.path.relpath(path, root)
-    return "" if rel == "." else Path(rel).as_posix()
+def relative(path, root) -> str:
+    """`path` relative to --src, POSIX style ("" for --src itself); folders or archives."""
+    if isinstance(path, ArchivePath):
+        rel = str(path.relative_to(root))
+    else:
+        rel = Path(os.path.relpath(path, root)).as_posix()
+    return "" if rel == "." else rel
 
 
 @dataclass
@@ -75,8 +80,17 @@ def _link_problem(entry: os.DirEntry, root: Path) -> str | None:
     return None
 
 
+def list_archive_folder(folder: ArchivePath) -> Listing:
+    out = Listing()
+    for path in folder.iterdir():
+        (out.hidden if path.name.startswith(".") else out.dirs if path.is_dir() else out.files).append(path)
+    return out
+
+
 def list_folder(folder: Path, root: Path) -> Listing:
     """`folder`'s entries; `root` is --src resolved (symlinks may not lead out of it)."""
+    if isinstance(folder, ArchivePath):
+        return list_archive_folder(folder)
     out = Listing()
     try:
         with os.scandir(folder) as it:

@@ -30,7 +30,7 @@ from .array_layouts import read_array_image
 from .config import PrepConfig
 from .output_folder import INFO_DIR, OutputLock, prepare_output, read_record, shard_is_done, write_record
 from .plan import ShardTask, plan_fingerprint, plan_shards
-from .resize_image import encode_jpeg, open_image, resize_centre_crop, warn_if_stock_pillow
+from shared.patch import encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from .sources import Item, Source
 
 # Exceptions that mean "this input is bad", not "this program is broken": Pillow raises
@@ -48,10 +48,9 @@ def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
     if item.member >= 0:
         img = read_array_image(src, item, layout)
         original = img.size
-        img = img.convert("RGB")
+        patch = resize_centre_crop(img.convert("RGB"), cfg.size, cfg.resample)
     else:
-        img, original = open_image((src / item.source).read_bytes(), cfg.size, cfg.max_pixels)
-    patch = resize_centre_crop(img, cfg.size, cfg.resample)
+        patch, original = image_to_patch((src / item.source).read_bytes(), cfg.size, cfg.resample, cfg.max_pixels)
     meta = {"class": None, "source": item.source, "width": original[0], "height": original[1]}
     return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
 

@@ -46,3 +46,20 @@ def test_compare_variants_runs(tiny_shards):
                      "--eval-every", "2", "--batch-size", "4", "--seeds", "1", "--holdout", "4",
                      "--variants", "defaults", "lrn=text,init=paper")
     assert "| defaults | 1 |" in out and "| lrn=text,init=paper | 1 |" in out
+
+
+def test_every_mutant_still_applies():
+    """bench/mutation_check.py's mutants name code that exists (renames would silently empty it)."""
+    out = run_script("bench/mutation_check.py", "--dry")
+    assert "mutants," in out
+
+
+def test_archive_throughput_runs(tmp_path):
+    src = tmp_path / "set"
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        for i in range(5):
+            random_image(rng, 120, 90).save(src / c / f"{i}.jpg", quality=90)
+    out = run_script("bench/archive_throughput.py", "--src", str(src), "--repeats", "1", "--workers", "1")
+    assert "| zip, stored |" in out and "| zip, deflated |" in out

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from make_fixtures import jpeg_bytes, random_image
-from prep.resize_image import centre_crop_box, encode_jpeg, open_image, resize_centre_crop
+from shared.patch import centre_crop_box, encode_jpeg, open_image, resize_centre_crop
 
 
 def reference_patch(data: bytes, size: int = 256) -> np.ndarray:

@@ -16,9 +16,13 @@ from shared.stats import read_stats
 
 
 def test_stats_equal_numpy(tmp_path):
-    write_class_folders(tmp_path / "src", classes=("a", "b", "c"), per_class=20)
+    """Shards of 100 and 35 images: full 64-image chunks, then a partial one, then a shard
+    with only a partial one (prep/compute_stats.py accumulates per chunk)."""
+    write_class_folders(tmp_path / "src", classes=("a", "b", "c"), per_class=50)
     out = tmp_path / "o"
-    write_dataset(read_source(tmp_path / "src", None), PrepConfig(src=tmp_path / "src", shard_size=7, workers=2), out)
+    write_dataset(read_source(tmp_path / "src", None), PrepConfig(src=tmp_path / "src", shard_size=100, workers=2),
+                  out)
+    assert read_manifest(out).splits["train"].shard_samples == [100, 35]
     stats = compute_rgb_stats(out, workers=2)
     assert read_stats(out) == stats
     manifest = read_manifest(out)

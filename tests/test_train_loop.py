@@ -36,7 +36,7 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
     assert config["config"]["batch_size"] == 8 and config["git"]
     assert config["config"]["momentum"] == 0.9 and config["config"]["learn_rate"] == 0.01
     results = json.loads((run / "results.json").read_text())
-    assert results["split"] == "val" and 0 <= results["error@1"] <= 1
+    assert results["split"] == "val" and results["samples"] == read_manifest(tiny_shards).splits["val"].samples
     assert list(run.glob("events.out.tfevents*"))
     assert "| kaggle-3-classes | val |" in result.output
     # a saved checkpoint evaluated alone: 10 views over the whole val split, results.json
@@ -45,7 +45,10 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
                                          "--no-figures", "--device", "cpu"])
     assert evaluated.exit_code == 0, evaluated.output
     alone = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert alone["samples"] == read_manifest(tiny_shards).splits["val"].samples and alone["epochs"] == 1
+    assert alone["samples"] == results["samples"] and alone["epochs"] == 1
+    # the run's final evaluation used best.pt: the same model scores the same
+    for key in ("error@1", "error@5", "centre_error@1", "centre_error@5"):
+        assert alone[key] == results[key], key
 
 
 def test_loop_overfits_a_tiny_batch(tiny_shards):
@@ -110,3 +113,47 @@ def test_shards_read_through_pipe_urls(tiny_shards, tmp_path):
     assert results["samples"] > 0 and (tmp_path / "pipe" / "results.json").is_file()
     with pytest.raises(ValueError, match="lacks '\\{name\\}'"):
         train(replace(cfg, shard_urls="pipe:cat x"))
+
+
+class Spy(torch.nn.Module):
+    """Records what the loop feeds the model; a linear layer so that backward works."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, classes)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_loop_mirrors_and_lights_what_the_loader_asks(tiny_shards):
+    """train_one_epoch hands the loader's flip flags and its lighting draws to the device
+    augmentation: the model sees exactly DeviceAugment(images, alphas, flips)."""
+    manifest, stats = load_dataset(tiny_shards)
+    augment = DeviceAugment(input_stats(stats, "mean", 224), 0.1, torch.device("cpu"))
+    images = torch.randint(0, 256, (4, 3, 224, 224), dtype=torch.uint8)
+    labels, flips = torch.tensor([0, 1, 2, 0]), torch.tensor([True, False, True, False])
+    spy = Spy(manifest.num_classes)
+    opt = torch.optim.SGD(spy.parameters(), lr=0.0)
+    train_one_epoch(spy, opt, iter([(images, labels, flips)]), 1, augment, torch.Generator().manual_seed(5),
+                    torch.device("cpu"), torch.autocast("cpu", enabled=False), Dist(), 0)
+    alphas = augment.draw_alphas(4, torch.Generator().manual_seed(5))
+    expected = augment(images, alphas, flips)
+    torch.testing.assert_close(spy.seen[0], expected, rtol=0, atol=0)
+    unflipped = augment(images, alphas, None)
+    assert not torch.equal(spy.seen[0][0], unflipped[0]) and torch.equal(spy.seen[0][1], unflipped[1])
+
+
+@pytest.mark.slow
+def test_loop_steps_the_schedule_and_logs_the_drop(tiny_shards, tmp_path):
+    """A step schedule with a milestone after epoch 1: metrics.jsonl shows the drop and the
+    next epoch's lr (a loop that never calls schedule.step keeps 0.01)."""
+    cfg = TrainConfig(shards=tiny_shards, epochs=3, steps_per_epoch=1, logdir=tmp_path, run_name="s",
+                      lr_schedule="step", lr_milestones="1,2", lr_drops=1, **SMALL)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.001, 0.001])
+    assert rows[0]["lr_drop"]["lr"] == pytest.approx(0.001) and rows[0]["lr_drop"]["epoch"] == 0
+    assert "lr_drop" not in rows[1]  # at most --lr-drops drops

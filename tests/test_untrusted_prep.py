@@ -56,11 +56,11 @@ def test_cifar_pickle_with_other_values_refused(tmp_path):
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}))
     with pytest.raises(ValueError, match="array of float32, expected uint8"):
-        read_cifar_pickle(str(path))
+        read_cifar_pickle(path)
     path.write_bytes(pickle.dumps({b"data": np.array([object()], dtype=object)}))
     read_cifar_pickle.cache_clear()
     with pytest.raises(ValueError, match="data_batch_1"):
-        read_cifar_pickle(str(path))
+        read_cifar_pickle(path)
 
 
 def test_stray_meta_file_is_not_cifar100(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
 
     try:
         results = train(cfg)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
         _fail(str(exc))
     if results.get("error@1") is not None:
         from .run_folder import format_table
@@ -116,6 +116,44 @@ def table(runs: List[Path] = typer.Argument(..., help="Run folders holding resul
         typer.echo(format_table(runs))
     except FileNotFoundError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def predict(
+    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    checkpoint: Path = typer.Option(..., help="best.pt of a run (it carries classes and normalisation)."),
+    views: int = typer.Option(10, help="10 = §4.1's four corners, centre and mirrors; 1 = centre crop."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda:N."),
+    batch_size: int = typer.Option(32, help="Images per forward batch (x views crops)."),
+):
+    """Top-5 classes of each image, with the checkpoint's model and the paper's test-time
+    pipeline. Exit status 0; 3 if some images could not be read (each named); 2 refused."""
+    import json
+
+    from .predict import expand_paths, load_predictor, predict_paths
+
+    if views not in (1, 10):
+        _fail(f"--views {views}: expected 1 or 10")
+    try:
+        predictor = load_predictor(checkpoint, device)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    files = expand_paths(paths)
+    failed = 0
+    for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
+        failed += "error" in result
+        if as_json:
+            typer.echo(json.dumps(result))
+        elif "error" in result:
+            typer.secho(f"{result['path']}: {result['error']}", fg="red", err=True)
+        else:
+            typer.echo(result["path"])
+            for t in result["top5"]:
+                typer.echo(f"  {t['probability']:.3f}  {t['wnid'] or '':9s}  {t['name']}")
+    if failed:
+        typer.secho(f"{failed} of {len(files)} images could not be read", fg="red", err=True)
+        raise typer.Exit(3)
 
 
 def main() -> None:

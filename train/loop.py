@@ -71,25 +71,31 @@ def count_topk_correct(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> 
 
 
 @torch.no_grad()
+def view_probabilities(model, images: torch.Tensor, augment: DeviceAugment, crop: int, views: int, amp) -> torch.Tensor:
+    """§4.1 at test time: softmax of the centre crop, or of the ten views averaged, for uint8
+    (B, 3, H, W) images on the model's device. The views share forward passes: up to 1280
+    crops per pass on CUDA (eager 10-view inference ran at 26,890 crops/s at 1280 on an H200,
+    docs/performance.md), 256 on the CPU where big batches only cost memory."""
+    crops = ten_views(images, crop) if views == 10 else [centre_crop(images, crop)]
+    stacked = torch.cat(crops)  # uint8 (views * B, 3, crop, crop)
+    probs = []
+    for chunk in stacked.split(1280 if images.device.type == "cuda" else 256):
+        with amp:
+            probs.append(F.softmax(model(augment(chunk)).float(), dim=1))
+    return torch.cat(probs).view(len(crops), len(images), -1).mean(0)
+
+
+@torch.no_grad()
 def evaluate(model, loader, augment: DeviceAugment, device, crop: int, views: int, amp, d: Dist,
              desc: str = "eval") -> dict:
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
     views with their softmax outputs averaged."""
     model.eval()
-    # crops per forward pass: big batches keep a GPU busy (eager 10-view inference ran at
-    # 26,890 crops/s at 1280 on an H200, docs/performance.md); on the CPU they only cost memory
-    max_crops = 1280 if device.type == "cuda" else 256
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        crops = ten_views(images, crop) if views == 10 else [centre_crop(images, crop)]
-        stacked = torch.cat(crops)  # uint8 (views * B, 3, crop, crop): views share forward passes
-        probs = []
-        for chunk in stacked.split(max_crops):
-            with amp:
-                probs.append(F.softmax(model(augment(chunk)).float(), dim=1))
-        probs = torch.cat(probs).view(len(crops), len(images), -1).mean(0)
+        probs = view_probabilities(model, images, augment, crop, views, amp)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
         loss_sum += float(F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum"))

@@ -26,7 +26,13 @@ def git_hash() -> str:
 
 
 def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
+    """A new run's folder; one holding another run's records is refused (appending to its
+    metrics.jsonl or replacing its best.pt would mix two runs)."""
     run = logdir / (name or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    taken = [n for n in (METRICS_NAME, "last.pt", "best.pt", RESULTS_NAME) if (run / n).exists()]
+    if taken:
+        raise FileExistsError(f"{run} already holds a run ({', '.join(taken)}): pass another --run-name, or "
+                              f"--resume {run / 'last.pt'} to continue it")
     run.mkdir(parents=True, exist_ok=True)
     return run
 

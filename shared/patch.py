@@ -1,5 +1,8 @@
 """One image -> the paper's 256x256 patch (§2): shorter side rescaled to 256, centre crop.
 
+Part of the contract: this is how every `.jpg` member of a shard is made, and how
+`alexnet-train predict` turns anyone's image into the same kind of patch.
+
 Fast path, measured in bench/prep_throughput.py:
 - JPEGs decode at 1/2, 1/4 or 1/8 scale in the DCT domain while both sides stay >= 256
   (Pillow's draft-mode rule), so large images are never fully decoded;
@@ -27,6 +30,7 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 DEFAULT_MAX_PIXELS = 100_000_000  # --max-pixels: ImageNet's largest image is ~30 Mpx
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
@@ -133,3 +137,10 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def image_to_patch(data: bytes, size: int, resample: str = "bilinear",
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    """An image file's bytes -> the size x size RGB patch prep stores (§2), and the original size."""
+    img, original = open_image(data, size, max_pixels)
+    return resize_centre_crop(img, size, resample), original

@@ -1,0 +1,214 @@
+"""Datasets read straight from the archives users download: `--src imagenet.zip`,
+`tiny-imagenet-200.zip`, `cifar-10-python.tar.gz`. No unzip step, no second copy on disk.
+
+`ArchivePath` behaves like the pathlib.Path the layout readers use (`/`, name, stem, suffix,
+parent, is_file, is_dir, iterdir, read_bytes, read_text), so every layout reads archives and
+folders with the same code and lists the same samples, skips and ignored entries: shards
+from an archive are byte-identical to shards from the extracted tree.
+
+- zip: an index of the central directory (dir -> children) is built once; each worker
+  process opens its own handle (a zip allows random access) and reads its members.
+- tar.gz: one sequential pass reads every member into memory (CIFAR's archives: 163 and
+  161 MB); meant for those, not for ImageNet-sized tars.
+
+Untrusted archives: a member whose name is absolute or climbs with `..`, a name that appears
+twice, a link or device member, or a member declaring more than MAX_MEMBER_BYTES or a
+compression ratio over MAX_RATIO (a zip bomb) is listed as a skip and never read.
+"""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import zipfile
+from pathlib import PurePosixPath
+
+MAX_MEMBER_BYTES = 1 << 30  # 1 GiB: ImageNet's largest image is ~20 MB, a CIFAR batch ~31 MB
+MAX_RATIO = 200  # deflate rarely exceeds ~10x on images and pickles; bombs reach 1000x+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+
+
+def is_archive(path) -> bool:
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+class Archive:
+    """The members of one archive file as a tree: dirs -> sorted child names."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        self.files: dict[str, object] = {}  # member name -> zip info or bytes
+        self.children: dict[str, set[str]] = {"": set()}
+        self.problems: list[tuple[str, str]] = []  # (member name, why it is not read)
+
+    def _add(self, name: str, is_dir: bool, payload) -> None:
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or ".." in parts or not parts:
+            self.problems.append((name, "unsafe member name (absolute or '..'): never read"))
+            return
+        clean = "/".join(parts)
+        if clean in self.files or (not is_dir and clean in self.children):
+            self.problems.append((clean, "the name appears twice in the archive: ambiguous, not read"))
+            self.files.pop(clean, None)
+            return
+        for depth in range(len(parts)):
+            parent, child = "/".join(parts[:depth]), parts[depth]
+            self.children.setdefault(parent, set()).add(child)
+        if is_dir:
+            self.children.setdefault(clean, set())
+        else:
+            self.files[clean] = payload
+
+    def read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+
+class ZipArchive(Archive):
+    def __init__(self, path: str):
+        super().__init__(path)
+        self._zip, self._pid = None, None
+        for info in self.handle().infolist():
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                self.problems.append((info.filename, "symlink member: not followed"))
+            elif info.file_size > MAX_MEMBER_BYTES or (
+                    info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 20):
+                self.problems.append((info.filename, f"declares {info.file_size:,} bytes from {info.compress_size:,} "
+                                                     f"(over {MAX_MEMBER_BYTES:,} bytes or {MAX_RATIO}x): not read"))
+            else:
+                self._add(info.filename, info.is_dir(), info)
+
+    def handle(self) -> zipfile.ZipFile:
+        if self._pid != os.getpid():  # a forked worker opens its own: a shared file offset would race
+            self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
+        return self._zip
+
+    def read(self, name: str) -> bytes:
+        return self.handle().read(self.files[name])  # zipfile checks size and CRC
+
+
+
+class TarGzArchive(Archive):
+    def __init__(self, path: str):
+        super().__init__(path)
+        with tarfile.open(path, mode="r:gz") as tar:
+            for member in tar:
+                if member.isdir():
+                    self._add(member.name, True, None)
+                elif not member.isfile():
+                    self.problems.append((member.name, "link or special member: not read"))
+                elif member.size > MAX_MEMBER_BYTES:
+                    self.problems.append((member.name, f"declares {member.size:,} bytes: not read"))
+                else:
+                    self._add(member.name, False, tar.extractfile(member).read())
+
+    def read(self, name: str) -> bytes:
+        return self.files[name]
+
+
+_OPEN: dict[str, Archive] = {}  # forked workers inherit these: the index is built once
+
+
+def open_archive(path) -> Archive:
+    key = os.path.abspath(path)
+    if key not in _OPEN:
+        _OPEN[key] = ZipArchive(key) if key.lower().endswith(".zip") else TarGzArchive(key)
+    return _OPEN[key]
+
+
+class ArchivePath:
+    """A path inside an archive, with the pathlib.Path methods the layout readers use."""
+
+    def __init__(self, archive: Archive, member: str = ""):
+        self.archive, self.member = archive, member.strip("/")
+
+    def __truediv__(self, other) -> "ArchivePath":
+        joined = "/".join(p for p in (self.member, str(other).strip("/")) if p)
+        return ArchivePath(self.archive, "/".join(PurePosixPath(joined).parts))
+
+    @property
+    def name(self) -> str:
+        if not self.member:  # the archive's top stands for a folder named after the archive
+            return PurePosixPath(self.archive.path).name.split(".")[0]
+        return PurePosixPath(self.member).name
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.member).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.member).suffix
+
+    @property
+    def parent(self) -> "ArchivePath":
+        parent = str(PurePosixPath(self.member).parent)
+        return ArchivePath(self.archive, "" if parent == "." else parent)
+
+    @property
+    def parents(self) -> list["ArchivePath"]:
+        out, path = [], self
+        while path.member:
+            path = path.parent
+            out.append(path)
+        return out
+
+    def is_file(self) -> bool:
+        return self.member in self.archive.files
+
+    def is_dir(self) -> bool:
+        return self.member in self.archive.children
+
+    def exists(self) -> bool:
+        return self.is_file() or self.is_dir()
+
+    def iterdir(self):
+        return (self / name for name in sorted(self.archive.children.get(self.member, ())))
+
+    def read_bytes(self) -> bytes:
+        if not self.is_file():
+            raise FileNotFoundError(f"{self}: no such member")
+        return self.archive.read(self.member)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def open(self, mode: str = "rb"):
+        return io.BytesIO(self.read_bytes())
+
+    def resolve(self) -> "ArchivePath":
+        return self
+
+    def relative_to(self, other: "ArchivePath") -> PurePosixPath:
+        return PurePosixPath(self.member).relative_to(PurePosixPath(other.member or "."))
+
+    def __str__(self) -> str:
+        return f"{self.archive.path}!/{self.member}" if self.member else self.archive.path
+
+    def __repr__(self) -> str:
+        return f"ArchivePath({str(self)!r})"
+
+    def __reduce__(self):  # workers get (archive file, member), not the archive's whole index
+        return (_archive_path, (self.archive.path, self.member))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ArchivePath) and other.archive is self.archive and other.member == self.member
+
+    def __hash__(self) -> int:
+        return hash((id(self.archive), self.member))
+
+    def __lt__(self, other: "ArchivePath") -> bool:
+        return self.member < other.member
+
+
+def _archive_path(archive_file: str, member: str) -> ArchivePath:
+    return ArchivePath(open_archive(archive_file), member)
+
+
+def archive_root(path) -> ArchivePath:
+    """The archive's top, or its single top-level folder when everything sits in one
+    (tiny-imagenet-200.zip holds tiny-imagenet-200/...)."""
+    root = ArchivePath(open_archive(path))
+    entries = list(root.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else root
