@@ -72,13 +72,14 @@ def run_one(cfg: TrainConfig, manifest, stats, holdout: list, args) -> dict:
     for chunk in range(args.steps // args.every):
         step = (chunk + 1) * args.every
         try:
-            losses[step] = train_one_epoch(model, opt, batches, args.every, augment, generator, CPU, amp, Dist(),
-                                           chunk)["loss"]
+            losses[step] = train_one_epoch(model, opt, batches, steps=args.every, augment=augment, generator=generator,
+                                           device=CPU, amp=amp, d=Dist(), epoch=chunk)["loss"]
         except FloatingPointError:  # diverged: the loop refuses non-finite losses
             losses[step] = math.nan
             break
         if step % args.eval_every == 0:
-            errors[step] = evaluate(model, holdout, augment, CPU, cfg.crop, 1, amp, Dist())["error@1"]
+            errors[step] = evaluate(model, holdout, augment, device=CPU, crop=cfg.crop, views=1, amp=amp,
+                                    d=Dist())["error@1"]
     batches.close()
     return {"losses": losses, "errors": errors, "seconds": time.perf_counter() - start}
 

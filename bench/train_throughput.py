@@ -29,11 +29,13 @@ from train.optim import build_optimizer
 
 def timed_steps(model, opt, batches, steps, warmup, norm, device, amp) -> float:
     gen = torch.Generator().manual_seed(0)
-    train_one_epoch(model, opt, batches, warmup, norm, gen, device, amp, Dist(), 0)  # compile, caches
+    train_one_epoch(model, opt, batches, steps=warmup, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
+                    epoch=0)  # compile, caches
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    m = train_one_epoch(model, opt, batches, steps, norm, gen, device, amp, Dist(), 1)
+    m = train_one_epoch(model, opt, batches, steps=steps, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
+                        epoch=1)
     if device.type == "cuda":
         torch.cuda.synchronize()
     assert m["loss"] == m["loss"], "loss is NaN"
@@ -89,9 +91,9 @@ def main() -> None:
     n_eval = eval_batch * (args.eval_batches or (20 if cuda else 2))
     holdout = make_loader(EvalShards(manifest.shard_paths(args.shards, "holdout") * 50, rules, limit=n_eval),
                           eval_batch, 1, cuda)
-    evaluate(model, itertools.islice(holdout, 1), norm, device, 224, 10, amp, Dist())  # warm-up
+    evaluate(model, itertools.islice(holdout, 1), norm, device=device, crop=224, views=10, amp=amp, d=Dist())  # warm-up
     start = time.perf_counter()
-    m = evaluate(model, holdout, norm, device, 224, 10, amp, Dist())
+    m = evaluate(model, holdout, norm, device=device, crop=224, views=10, amp=amp, d=Dist())
     if cuda:
         torch.cuda.synchronize()
     c = m["samples"] * 10 / (time.perf_counter() - start)

@@ -183,13 +183,17 @@ def _labelled_items(labels, num_classes: int, split: str, file_rel: str, key_pre
     return items
 
 
-def read_idx_dataset(src: Path, task: str) -> Source:
-    folder = find_idx_dir(src, task)
+def find_or_download(src: Path, task: str, find) -> Path:
+    folder = find(src, task)
     if folder is None:
         download_with_torchvision(src, task)
-        folder = find_idx_dir(src, task)
-    names = IDX_TASKS[task][1]
-    classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]
+        folder = find(src, task)
+    return folder
+
+
+def read_idx_dataset(src: Path, task: str) -> Source:
+    folder = find_or_download(src, task, find_idx_dir)
+    classes = [ClassInfo(i, None, n) for i, n in enumerate(IDX_TASKS[task][1])]
     items, skipped, used = {}, [], set()
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         images, labels = _find_idx(folder, images_stem), _find_idx(folder, labels_stem)
@@ -210,10 +214,7 @@ def read_idx_dataset(src: Path, task: str) -> Source:
 
 
 def read_cifar_dataset(src: Path, task: str) -> Source:
-    folder = find_cifar_dir(src, task)
-    if folder is None:
-        download_with_torchvision(src, task)
-        folder = find_cifar_dir(src, task)
+    folder = find_or_download(src, task, find_cifar_dir)
     _, meta_name, names_key, train_files, test_files, label_key = CIFAR_TASKS[task]
     names = read_cifar_names(folder / meta_name, names_key)
     classes = [ClassInfo(i, None, n) for i, n in enumerate(names)]

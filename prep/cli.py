@@ -15,21 +15,19 @@ from typing import Optional
 
 import typer
 
+from shared.exit_status import CRASHED, DONE_WITH_SKIPS, fail
 from shared.manifest import MANIFEST_NAME, Manifest
 from shared.stats import STATS_NAME
 
-from .compute_stats import compute_rgb_stats
 from .config import PrepConfig
-from .detect_layout import read_source
-from .synthetic import write_synthetic_kaggle
-from .verify import verify_dataset
-from .write_shards import PrepInterrupted, write_dataset
+
+# The stages' modules (numpy, Pillow, simplejpeg) are imported by the commands that run
+# them: `alexnet-prep --help` takes 0.08 s, not 0.2 (typer alone: 0.06).
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Offline stage: raw images -> 256x256 WebDataset shards + mean/PCA stats.")
 FIELDS = {f.name: f for f in fields(PrepConfig)}
 SHOW_SKIPS = 5
-EXIT_CRASHED, EXIT_REFUSED, EXIT_SKIPS = 1, 2, 3
 
 
 def opt(name: str, *flags: str):
@@ -39,10 +37,6 @@ def opt(name: str, *flags: str):
     shown = "" if default is None or default is False else f" (default: {default})"
     return typer.Option(None, *flags, help=f.metadata["help"] + shown)
 
-
-def _fail(message: str, code: int = EXIT_REFUSED) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 def print_summary(manifest: Manifest, out: Path) -> None:
@@ -78,6 +72,9 @@ def shard(
 ):
     """Write 256x256 JPEG shards (§2: shorter side to 256, central crop) + manifest.json."""
     given = {k: v for k, v in locals().items() if k in FIELDS and v is not None}
+    from .detect_layout import read_source
+    from .write_shards import PrepInterrupted, write_dataset
+
     try:
         cfg = PrepConfig(**given)
         source = read_source(cfg.src, cfg.task)
@@ -86,16 +83,16 @@ def shard(
                    + ", ".join(f"{k} {len(v):,d}" for k, v in source.items.items()) + f" -> {target}")
         manifest = write_dataset(source, cfg, target)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except PrepInterrupted as exc:
-        _fail(str(exc), EXIT_CRASHED)
+        fail(str(exc), CRASHED)
     if manifest is None:
         return
     print_summary(manifest, target)
     if manifest.skipped and not cfg.allow_skips:
-        typer.secho(f"{len(manifest.skipped)} inputs skipped; exit status {EXIT_SKIPS} (pass --allow-skips to "
+        typer.secho(f"{len(manifest.skipped)} inputs skipped; exit status {DONE_WITH_SKIPS} (pass --allow-skips to "
                     f"accept)", fg="red", err=True)
-        raise typer.Exit(EXIT_SKIPS)
+        raise typer.Exit(DONE_WITH_SKIPS)
 
 
 @app.command()
@@ -105,9 +102,11 @@ def verify(
 ):
     """Check a dataset folder against its manifest: every shard's size, sha256, member order
     and sample count, and stats.json. Names each bad file; exit status 1 if any."""
+    from .verify import verify_dataset
+
     roots = [shards] if shards is not None else sorted(p.parent for p in Path("shards").glob(f"*/{MANIFEST_NAME}"))
     if not roots:
-        _fail("no dataset folders found: pass --shards DIR")
+        fail("no dataset folders found: pass --shards DIR")
     bad = 0
     for root in roots:
         problems, checked = verify_dataset(root, workers)
@@ -126,6 +125,8 @@ def stats(
     mean_image: bool = typer.Option(True, help="Also save the 256x256 per-pixel mean image (cuda-convnet's)."),
 ):
     """Per-channel mean (§2) and RGB covariance eigenvectors/values (§4.1) of the train split."""
+    from .compute_stats import compute_rgb_stats
+
     if shards is not None:
         roots = [shards]
     else:
@@ -136,7 +137,7 @@ def stats(
         try:
             result = compute_rgb_stats(root, workers, mean_image)
         except (FileNotFoundError, ValueError, KeyError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"{root / STATS_NAME}: {result.image_count:,d} images, mean RGB "
                    + " ".join(f"{m:.2f}" for m in result.mean_rgb)
                    + ", eigenvalues " + " ".join(f"{v:.1f}" for v in result.eigenvalues))
@@ -151,9 +152,11 @@ def synth(
     seed: int = typer.Option(0),
 ):
     """Generate a small learnable dataset (coloured shapes on textures) in the Kaggle ImageNet layout."""
+    from .synthetic import write_synthetic_kaggle
+
     try:
         write_synthetic_kaggle(out, classes, train_per_class, val_per_class, seed)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"{out}: {classes} classes, {classes * train_per_class} train, {classes * val_per_class} val")
 

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
-from shared.shards import Sample, ShardWriter
+from shared.shards import AtomicShardWriter, Sample
 
 from .array_layouts import read_array_image
 from .config import PrepConfig
@@ -58,7 +58,7 @@ def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
 def write_one_shard(args) -> tuple[str, int]:
     task, src, layout, class_labels, out, cfg = args
     skips = []
-    with ShardWriter(out / task.name) as writer:
+    with AtomicShardWriter(out / task.name) as writer:
         for item in task.items:
             try:
                 sample = process_item(src, layout, item, cfg)

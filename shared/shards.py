@@ -26,9 +26,12 @@ from typing import BinaryIO, Iterator
 
 SPLITS = ("train", "holdout", "val")
 SHARD_PATTERN = re.compile(r"(train|holdout|val)-([0-9]{6})\.tar")  # match with fullmatch
-MEMBER_ORDER = ("jpg", "cls", "json")
-# A fixed timestamp makes shards byte-identical across runs; webdataset's own
-# TarWriter stamps time.time() on every member unless told otherwise.
+IMAGE_MEMBER, LABEL_MEMBER, META_MEMBER = "jpg", "cls", "json"  # the extensions of a sample's members
+MEMBER_ORDER = (IMAGE_MEMBER, LABEL_MEMBER, META_MEMBER)
+# A fixed timestamp makes shards byte-identical across runs. webdataset's TarWriter could
+# write the same (it takes mtime/user/group), and tarfile_to_samples read them, but
+# `import webdataset` imports torch (1.4 s, 650 MB) and prep never does (tests/test_cli.py):
+# prep writes and reads tars with tarfile; train reads them with webdataset.
 FIXED_MTIME = 0
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -56,7 +59,7 @@ def encode_meta(meta: dict) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
 
 
-class ShardWriter:
+class AtomicShardWriter:
     """Writes one shard atomically: to `<name>.<pid>.tmp`, renamed to `<name>` on close.
 
     A shard that exists under its final name is therefore always complete, which
@@ -99,7 +102,7 @@ class ShardWriter:
         self._file.close()
         self.tmp_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> "AtomicShardWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

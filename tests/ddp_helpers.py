@@ -42,8 +42,9 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
     opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)
     norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     d = Dist(rank, world)
-    losses = [train_one_epoch(net, opt, itertools.repeat(local), 1, norm, torch.Generator(), torch.device("cpu"),
-                              torch.autocast("cpu", enabled=False), d, step)["loss"] for step in range(STEPS)]
+    losses = [train_one_epoch(net, opt, itertools.repeat(local), steps=1, augment=norm, generator=torch.Generator(),
+                              device=torch.device("cpu"), amp=torch.autocast("cpu", enabled=False), d=d,
+                              epoch=step)["loss"] for step in range(STEPS)]
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     return {"losses": losses, "checksum": float(flat.double().sum()), "flat": flat}
 
@@ -56,8 +57,8 @@ def evaluate_sharded(shards: Path, rank: int, world: int) -> dict:
     out = {}
     for split in ("holdout", "val"):
         loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rules(manifest), rank, world), 8, 2, False)
-        out[split] = evaluate(model, loader, norm, torch.device("cpu"), 224, 10,
-                              torch.autocast("cpu", enabled=False), Dist(rank, world))
+        out[split] = evaluate(model, loader, norm, device=torch.device("cpu"), crop=224, views=10,
+                              amp=torch.autocast("cpu", enabled=False), d=Dist(rank, world))
     return out
 
 

@@ -133,7 +133,7 @@ def test_ten_view_evaluation_averages_softmax_over_the_views():
     by_logits = count_topk_correct(logits.mean(0), labels, ks=(1, 5))
     assert by_logits != [expected[0], expected[2]] and expected[1] != expected[2]  # the test can tell them apart
     got = evaluate(model, [(images[:24], labels[:24]), (images[24:], labels[24:])], augment,
-                   torch.device("cpu"), 224, 10, torch.autocast("cpu", enabled=False), Dist())
+                   device=torch.device("cpu"), crop=224, views=10, amp=torch.autocast("cpu", enabled=False), d=Dist())
     assert got["samples"] == 48 and got["views"] == 10
     assert got["error@1"] == pytest.approx(1 - expected[0] / 48)
     assert got["error@5"] == pytest.approx(1 - expected[2] / 48)

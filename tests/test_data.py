@@ -9,7 +9,7 @@ import simplejpeg
 import torch
 
 from shared.manifest import read_manifest
-from shared.shards import Sample, ShardWriter, iter_shard
+from shared.shards import Sample, AtomicShardWriter, iter_shard
 from train.data import (POOL, EvalShards, SampleRules, TrainStream, decode_crops_on_device, decode_sample,
                         iterate_train_batches, make_loader, read_tar_samples, shuffle_buffer)
 
@@ -113,7 +113,7 @@ def test_device_decode_path_gives_the_same_crops(tiny_shards):
 
 def one_sample_shard(tmp_path, jpg: bytes, cls: bytes):
     path = tmp_path / "train-000000.tar"
-    with ShardWriter(path) as w:
+    with AtomicShardWriter(path) as w:
         w.write(Sample("n01440764_1", jpg, 0, {}))
     sample = next(read_tar_samples([str(path)]))
     sample["cls"] = cls
@@ -148,3 +148,14 @@ def test_corrupt_jpegs_name_shard_and_key(tmp_path):
         decode_crops_on_device(raw, 224, torch.device("cpu"))  # the --decode device path
     with pytest.raises(ValueError, match="image 256x256x3, expected 128x128x3"):
         decode_sample(one_sample_shard(tmp_path, good, b"1"), SampleRules(128, 3))
+
+
+def test_shared_batch_memory_uses_torch_private_allocator():
+    """new_shared_uint8 allocates straight in shared memory with the private
+    torch.UntypedStorage._new_shared, as default_collate does (a public share_memory_() would
+    copy each 19 MB batch once more); this fails loudly the day torch renames it."""
+    from train.data import new_shared_uint8
+
+    assert hasattr(torch.UntypedStorage, "_new_shared"), "torch dropped UntypedStorage._new_shared: see train/data.py"
+    t = new_shared_uint8((2, 3, 4))
+    assert t.is_shared() and t.shape == (2, 3, 4) and t.dtype == torch.uint8

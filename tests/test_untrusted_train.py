@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from shared.manifest import read_manifest
-from shared.shards import Sample, ShardWriter, file_sha256, iter_shard
+from shared.shards import Sample, AtomicShardWriter, file_sha256, iter_shard
 from train.checkpoint import check_best_matches, load_checkpoint
 from train.cli import app
 from train.config import TrainConfig
@@ -36,7 +36,7 @@ def rewrite_shard_consistently(root: Path, name: str, label: int) -> None:
     """A stranger's dataset that is self-consistent (sizes, checksums) but carries `label`."""
     samples = list(iter_shard(root / name))
     (root / name).unlink()
-    with ShardWriter(root / name) as w:
+    with AtomicShardWriter(root / name) as w:
         for s in samples:
             w.write(Sample(s.key, s.jpg, label, s.meta))
 

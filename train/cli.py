@@ -12,18 +12,14 @@ from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 import typer
 
+from shared.exit_status import DONE_WITH_SKIPS, fail
 from .config import PRESETS, TrainConfig
 
 app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode=None,
                   help="Train the paper's AlexNet from alexnet-prep shards (default command), or evaluate / table.")
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def _flag_help(f) -> str:
@@ -57,7 +53,7 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
     cfg = TrainConfig()
     if preset is not None:
         if preset not in PRESETS:
-            _fail(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+            fail(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
         cfg = replace(cfg, **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if cfg.shards is None and cfg.task is None:
@@ -68,7 +64,7 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
     try:
         results = train(cfg)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if results.get("error@1") is not None:
         from .run_folder import format_table
 
@@ -101,7 +97,7 @@ def evaluate(
     try:
         results = evaluate_checkpoint(checkpoint, shards, out or checkpoint.parent, device, workers, figures)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from .run_folder import format_table
 
     typer.echo(format_table([Path(results["run"])]))
@@ -115,7 +111,7 @@ def table(runs: List[Path] = typer.Argument(..., help="Run folders holding resul
     try:
         typer.echo(format_table(runs))
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -134,11 +130,11 @@ def predict(
     from .predict import expand_paths, load_predictor, predict_paths
 
     if views not in (1, 10):
-        _fail(f"--views {views}: expected 1 or 10")
+        fail(f"--views {views}: expected 1 or 10")
     try:
         predictor = load_predictor(checkpoint, device)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     files = expand_paths(paths)
     failed = 0
     for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
@@ -153,12 +149,11 @@ def predict(
                 typer.echo(f"  {t['probability']:.3f}  {t['wnid'] or '':9s}  {t['name']}")
     if failed:
         typer.secho(f"{failed} of {len(files)} images could not be read", fg="red", err=True)
-        raise typer.Exit(3)
+        raise typer.Exit(DONE_WITH_SKIPS)
 
 
 def main() -> None:
-    torch.set_num_threads(torch.get_num_threads())  # import torch before typer parses (fork-safety)
-    app(prog_name="alexnet-train")
+    app(prog_name="alexnet-train")  # torch is imported by the commands that need it: --help stays fast
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from shared.manifest import TASKS
 
-from .model import Architecture
+from .architecture import Architecture
 
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the PyTorch replication's Adam (README, "Sources")
 
@@ -165,6 +165,7 @@ def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
         ("steps_per_epoch", cfg.steps_per_epoch is None or cfg.steps_per_epoch >= 1, "at least 1"),
         ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size,
          f"between 64 and the shards' patch size {patch_size}"),
+        ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls, "a template with '{name}'"),
     ]
     for name, ok, wanted in rules:
         if not ok:

@@ -23,7 +23,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shared.shards import parse_label
+from shared.shards import IMAGE_MEMBER, LABEL_MEMBER, parse_label
 
 from .augment import draw_crop
 
@@ -60,10 +60,11 @@ def decode_hwc(data: bytes, place: str) -> np.ndarray:
 def decode_sample(sample: dict, rules: SampleRules) -> tuple[np.ndarray, int]:
     """(HWC uint8 image, label), or a ValueError naming the shard and key."""
     place = where(sample)
-    if "jpg" not in sample or "cls" not in sample:
-        raise ValueError(f"{place}: has {sorted(k for k in sample if not k.startswith('__'))}, expected jpg and cls")
-    label = parse_label(sample["cls"], rules.classes, place)
-    return check_decoded(decode_hwc(sample["jpg"], place), rules.patch, place), label
+    if IMAGE_MEMBER not in sample or LABEL_MEMBER not in sample:
+        raise ValueError(f"{place}: has {sorted(k for k in sample if not k.startswith('__'))}, expected "
+                         f"{IMAGE_MEMBER} and {LABEL_MEMBER}")
+    label = parse_label(sample[LABEL_MEMBER], rules.classes, place)
+    return check_decoded(decode_hwc(sample[IMAGE_MEMBER], place), rules.patch, place), label
 
 
 def check_decoded(img, patch: int, place: str):
@@ -77,16 +78,9 @@ def check_decoded(img, patch: int, place: str):
 
 
 def shuffle_buffer(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
-    buffer: list[dict] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        i = rng.randrange(size)
-        buffer[i], sample = sample, buffer[i]
-        yield sample
-    rng.shuffle(buffer)
-    yield from buffer
+    """webdataset's shuffle stage, seeded: a `size`-sample buffer, full before the first
+    sample leaves (initial = size), so a pass is a pure function of rng's seed."""
+    return wds.shuffle(size, initial=size, rng=rng)(iter(samples))
 
 
 def worker_slot(rank: int, world: int) -> tuple[int, int]:
@@ -169,11 +163,11 @@ class TrainStream(IterableDataset):
                 sample = next(samples)
                 place = where(sample)
                 top, left, flip = draw_crop(patch, patch, c, rng)
-                raw["jpg"].append(sample["jpg"])
+                raw["jpg"].append(sample[IMAGE_MEMBER])
                 raw["top"].append(top)
                 raw["left"].append(left)
                 raw["where"].append(place)
-                labels.append(parse_label(sample["cls"], self.rules.classes, place))
+                labels.append(parse_label(sample[LABEL_MEMBER], self.rules.classes, place))
                 flips.append(flip)
             yield raw, labels, flips, -1
 

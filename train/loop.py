@@ -86,7 +86,7 @@ def view_probabilities(model, images: torch.Tensor, augment: DeviceAugment, crop
 
 
 @torch.no_grad()
-def evaluate(model, loader, augment: DeviceAugment, device, crop: int, views: int, amp, d: Dist,
+def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views: int, amp, d: Dist,
              desc: str = "eval") -> dict:
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
     views with their softmax outputs averaged."""
@@ -107,7 +107,7 @@ def evaluate(model, loader, augment: DeviceAugment, device, crop: int, views: in
             "samples": seen, "views": views}
 
 
-def train_one_epoch(model, optimizer, batches, steps: int, augment: DeviceAugment, generator, device,
+def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAugment, generator, device,
                     amp, d: Dist, epoch: int) -> dict:
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -258,11 +258,12 @@ def run_epoch(run: Run, epoch: int) -> None:
     generator = seed_epoch(cfg.seed, d.rank, epoch)
     lr = run.schedule.lr
     batches = iterate_train_batches(train_stream(run, epoch), cfg.workers, run.device.type == "cuda", run.device)
-    train_metrics = train_one_epoch(run.net, run.optimizer, batches, run.steps, run.augment, generator, run.device,
-                                    run.amp, d, epoch)
+    train_metrics = train_one_epoch(run.net, run.optimizer, batches, steps=run.steps, augment=run.augment,
+                                    generator=generator, device=run.device, amp=run.amp, d=d, epoch=epoch)
     batches.close()  # shuts the epoch's loader workers down
     holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
-    held = evaluate(run.model, holdout, run.augment, run.device, cfg.crop, 1, run.amp, d, "holdout")
+    held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp, d=d,
+                    desc="holdout")
     if not cfg.fast_dev_run and held["samples"] != run.manifest.splits["holdout"].samples:
         raise RuntimeError(f"holdout evaluated {held['samples']} samples, manifest says "
                            f"{run.manifest.splits['holdout'].samples}")
@@ -358,7 +359,8 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
     loader = eval_loader(cfg, manifest, split, d, device)
     metrics = {}
     for views, prefix in ((1, "centre_"), (10, "")):  # the paper reports the 10-view figures
-        m = evaluate(model, loader, augment, device, cfg.crop, views, amp, d, f"{split} {views}-view")
+        m = evaluate(model, loader, augment, device=device, crop=cfg.crop, views=views, amp=amp, d=d,
+                     desc=f"{split} {views}-view")
         if not cfg.fast_dev_run and m["samples"] != manifest.splits[split].samples:
             raise RuntimeError(f"{split} evaluated {m['samples']} samples, manifest says "
                                f"{manifest.splits[split].samples}")
