@@ -41,6 +41,8 @@ class Archive:
         self.files: dict[str, object] = {}  # member name -> zip info or bytes
         self.children: dict[str, set[str]] = {"": set()}
         self.problems: list[tuple[str, str]] = []  # (member name, why it is not read)
+        self._seen: set[str] = set()
+        self._ambiguous: set[str] = set()
 
     def _add(self, name: str, is_dir: bool, payload) -> None:
         parts = PurePosixPath(name).parts
@@ -48,10 +50,15 @@ class Archive:
             self.problems.append((name, "unsafe member name (absolute or '..'): never read"))
             return
         clean = "/".join(parts)
-        if clean in self.files or (not is_dir and clean in self.children):
-            self.problems.append((clean, "the name appears twice in the archive: ambiguous, not read"))
+        if clean in self._seen:
+            if is_dir and clean in self.children and clean not in self.files:
+                return  # a folder entry repeated: harmless
+            if clean not in self._ambiguous:  # listed once, however many times it appears
+                self._ambiguous.add(clean)
+                self.problems.append((clean, "the name appears more than once in the archive: ambiguous, not read"))
             self.files.pop(clean, None)
             return
+        self._seen.add(clean)
         for depth in range(len(parts)):
             parent, child = "/".join(parts[:depth]), parts[depth]
             self.children.setdefault(parent, set()).add(child)
@@ -59,6 +66,11 @@ class Archive:
             self.children.setdefault(clean, set())
         else:
             self.files[clean] = payload
+
+    def _finish(self) -> None:
+        for name in sorted(set(self.files) & set(self.children)):
+            del self.files[name]
+            self.problems.append((name, "both a file and a folder in the archive: ambiguous, not read"))
 
     def read(self, name: str) -> bytes:
         raise NotImplementedError
@@ -78,6 +90,7 @@ class ZipArchive(Archive):
                                                      f"(over {MAX_MEMBER_BYTES:,} bytes or {MAX_RATIO}x): not read"))
             else:
                 self._add(info.filename, info.is_dir(), info)
+        self._finish()
 
     def handle(self) -> zipfile.ZipFile:
         if self._pid != os.getpid():  # a forked worker opens its own: a shared file offset would race
@@ -102,6 +115,7 @@ class TarGzArchive(Archive):
                     self.problems.append((member.name, f"declares {member.size:,} bytes: not read"))
                 else:
                     self._add(member.name, False, tar.extractfile(member).read())
+        self._finish()
 
     def read(self, name: str) -> bytes:
         return self.files[name]

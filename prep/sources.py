@@ -18,7 +18,6 @@ from shared.manifest import ClassInfo, Skip
 from .archives import ArchivePath
 
 
-
 @dataclass(frozen=True, slots=True)
 class Item:
     key: str  # webdataset-safe sample key, unique within the dataset
@@ -31,12 +30,11 @@ class Item:
 class Source:
     task: str
     layout: str
-    root: Path
+    root: Path  # --src resolved, or an ArchivePath
     classes: list[ClassInfo]
     items: dict[str, list[Item]]  # "train" and optionally "val"
     skipped: list[Skip] = field(default_factory=list)  # inputs that cannot be labelled
     ignored: list[dict] = field(default_factory=list)  # folders/files deliberately left out
-
 
     def skip(self, path: Path, split: str, reason: str) -> None:
         self.skipped.append(Skip(relative(path, self.root), split, reason))

@@ -159,3 +159,22 @@ def test_loop_steps_the_schedule_and_logs_the_drop(tiny_shards, tmp_path):
     assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.001, 0.001])
     assert rows[0]["lr_drop"]["lr"] == pytest.approx(0.001) and rows[0]["lr_drop"]["epoch"] == 0
     assert "lr_drop" not in rows[1]  # at most --lr-drops drops
+
+
+def test_other_patch_sizes_train_with_the_derived_crop(tmp_path):
+    """Shards of 128-pixel patches: the crop is 112 (224/256 of the patch), end to end."""
+    from prep.compute_stats import compute_rgb_stats
+    from prep.config import PrepConfig
+    from prep.detect_layout import read_source
+    from prep.synthetic import write_synthetic_kaggle
+    from prep.write_shards import write_dataset
+
+    write_synthetic_kaggle(tmp_path / "src", classes=3, train_per_class=12, val_per_class=2, seed=3)
+    out = tmp_path / "shards"
+    write_dataset(read_source(tmp_path / "src", None), PrepConfig(src=tmp_path / "src", size=128, shard_size=8,
+                                                                  workers=1), out)
+    compute_rgb_stats(out, workers=1)
+    train(TrainConfig(shards=out, fast_dev_run=True, logdir=tmp_path, run_name="r128", **SMALL))
+    config = json.loads((tmp_path / "r128" / "config.json").read_text())
+    assert config["config"]["crop"] == 112 and config["architecture"]["crop"] == 112
+    assert json.loads((tmp_path / "r128" / "results.json").read_text())["samples"] == 6

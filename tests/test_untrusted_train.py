@@ -195,3 +195,19 @@ def test_resume_cleans_partial_writes_and_duplicate_rows(tiny_shards, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1] and "train" in rows[1] and not rows[0].get("dup")
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+def test_incomplete_imagenet_val_reported_loudly(tiny_shards, trained, tmp_path):
+    """A dataset named imagenet whose val holds fewer than ILSVRC-2012's 50,000 images (skips
+    in prep): a warning, "complete": false in results.json, "(incomplete)" in the table."""
+    root = copy_dataset(tiny_shards, tmp_path / "d")
+    edit_manifest(root, lambda d: d.__setitem__("task", "imagenet"))
+    state = torch.load(trained / "best.pt", weights_only=True)
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained / "best.pt"), "--shards", str(root),
+                                      "--out", str(tmp_path / "e"), "--no-figures", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: imagenet val holds 12 of the official 50,000 images (49,988 missing" in result.output
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert results["complete"] is False and results["shortfall"]["missing"] == 49_988
+    assert "12 (incomplete)" in result.output
+    assert state["classes"]  # the checkpoint's class list matched the renamed dataset's

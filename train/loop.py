@@ -227,7 +227,8 @@ def resume_from(run: Run, path: Path) -> None:
 def open_run_folder(run: Run) -> None:
     cfg = run.cfg
     resume_dir = Path(cfg.resume).parent if cfg.resume else None
-    if resume_dir is not None and cfg.run_name is None:
+    named = Path(cfg.logdir) / cfg.run_name if cfg.run_name else None
+    if resume_dir is not None and (named is None or named.resolve() == resume_dir.resolve()):
         folder = resume_dir  # continue in place: best.pt and metrics.jsonl live there
     else:
         folder = create_run_dir(cfg.logdir, cfg.run_name, run.manifest.task)
