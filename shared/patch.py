@@ -134,8 +134,13 @@ def resize_centre_crop(img: Image.Image, size: int, resample: str = "bilinear") 
 
 
 def encode_jpeg(img: Image.Image, quality: int) -> bytes:
+    """The stored patch: pixels only. Pillow would copy the source's JPEG comment and dpi
+    (carried in `info` through resize) into the patch; a shard keeps no source metadata, and
+    its bytes do not depend on which decoder read the source."""
+    bare = img.copy()
+    bare.info = {}
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
+    bare.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 

@@ -90,3 +90,15 @@ def test_strict_decode_is_pillow_draft_decode():
         expected = np.asarray(pillow.convert("RGB"))
         ours, original = open_image(data, 256)
         assert original == (w, h) and np.array_equal(np.asarray(ours), expected), (w, h, mode)
+
+
+def test_stored_patch_carries_no_source_metadata():
+    src = random_image(np.random.default_rng(6), 300, 280)
+    buf = io.BytesIO()
+    src.save(buf, "JPEG", quality=92, comment=b"secret from the source", dpi=(300, 300))
+    patch, _ = open_image(buf.getvalue(), 256)
+    stored = Image.open(io.BytesIO(encode_jpeg(resize_centre_crop(patch, 256), 90)))
+    assert "comment" not in stored.info and stored.info.get("dpi", (72, 72)) != (300, 300)
+    pillow = Image.open(io.BytesIO(buf.getvalue()))  # the same pixels through Pillow's own decoder
+    assert encode_jpeg(resize_centre_crop(pillow.convert("RGB"), 256), 90) == \
+        encode_jpeg(resize_centre_crop(patch, 256), 90)
