@@ -19,11 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from shared.json_files import write_json_atomic
+from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
 
 from .augment import DeviceAugment, InputStats, centre_crop, ten_views
-from .checkpoint import (check_best_matches, check_classes, checkpoint_state, load_checkpoint,
+from .checkpoint import (BEST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
                          remove_partial_writes, restore_best, save_epoch_checkpoints)
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
@@ -250,8 +250,8 @@ def open_run_folder(run: Run) -> None:
 def prepare_resumed_folder(run: Run, resume_dir: Path) -> None:
     """metrics.jsonl holds each finished epoch once; best.pt comes along to a new folder."""
     rewrite_metrics(run.folder, run.start_epoch - 1, run.resumed_row, source=resume_dir / "metrics.jsonl")
-    if run.folder != resume_dir and (resume_dir / "best.pt").is_file():
-        (run.folder / "best.pt").write_bytes((resume_dir / "best.pt").read_bytes())
+    if run.folder != resume_dir and (resume_dir / BEST).is_file():
+        write_atomic(run.folder / BEST, lambda f: copy_into(resume_dir / BEST, f))
 
 
 def run_epoch(run: Run, epoch: int) -> None:
