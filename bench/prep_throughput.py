@@ -7,7 +7,7 @@ into memory first, so disk speed is out of it) and reports images/s and peak RSS
   naive-stock  PIL open -> convert RGB -> resize shorter side to 256 -> centre crop -> JPEG,
                on stock Pillow (installed with `pip --target` into .bench/stock-pillow)
   naive        the same on the active Pillow (pillow-simd after `make`)
-  ours         prep.resize_image: JPEG draft + crop-box resample, active Pillow
+  ours         shared.patch: strict JPEG decode at the draft scale + crop-box resample, active Pillow
 Also prints the JPEG quality trade-off (bytes and PSNR against the unencoded patch).
 """
 from __future__ import annotations
