@@ -43,7 +43,7 @@ class Predictor:
     def patch_of(self, path: Path) -> torch.Tensor:
         """uint8 (3, patch, patch): the patch prep would have stored for this file."""
         img, _ = image_to_patch(Path(path).read_bytes(), self.patch)
-        return torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1)  # a writable copy
 
     @torch.no_grad()
     def probabilities(self, patches: torch.Tensor, views: int = 10) -> torch.Tensor:
