@@ -140,7 +140,7 @@ def main() -> None:
     results["naive, active Pillow"] = run_worker("naive", files, args.repeats)
     results["ours (draft + crop-box), active Pillow"] = run_worker("ours", files, args.repeats)
     base = next(iter(results.values()))["images_per_s"]
-    print(f"\n| pipeline | Pillow | images/s/core | vs first row | peak RSS MB |\n|---|---|---|---|---|")
+    print("\n| pipeline | Pillow | images/s/core | vs first row | peak RSS MB |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['pillow']} | {r['images_per_s']:.0f} | {r['images_per_s'] / base:.2f}x "
               f"| {r['peak_rss_mb']:.0f} |")

@@ -6,7 +6,7 @@ import io
 import re
 from pathlib import Path
 
-from shared.manifest import ClassInfo, Skip
+from shared.manifest import ClassInfo
 from shared.shards import sanitize_key
 
 from .sources import Item, Source, Tree, account_tree, ignore_rest, list_folder, relative, walk

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from make_fixtures import write_cifar10, write_class_folders, write_kaggle, write_tiny_imagenet
+from make_fixtures import write_cifar10, write_class_folders, write_tiny_imagenet
 from prep.archives import _OPEN
 from prep.config import PrepConfig
 from prep.detect_layout import read_source

@@ -63,8 +63,8 @@ def test_loop_overfits_a_tiny_batch(tiny_shards):
     norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     first = train_one_epoch(model, opt, itertools.repeat(batch), steps=1, augment=norm, generator=torch.Generator(),
                             device=CPU, amp=torch.autocast("cpu", enabled=False), d=Dist(), epoch=0)
-    last = train_one_epoch(model, opt, itertools.repeat(batch), steps=30, augment=norm, generator=torch.Generator(),
-                           device=CPU, amp=torch.autocast("cpu", enabled=False), d=Dist(), epoch=1)
+    train_one_epoch(model, opt, itertools.repeat(batch), steps=30, augment=norm, generator=torch.Generator(),
+                    device=CPU, amp=torch.autocast("cpu", enabled=False), d=Dist(), epoch=1)
     assert first["loss"] > 0.5
     with torch.no_grad():
         model.eval()

@@ -1,7 +1,6 @@
 """Wrong inputs to training and evaluation are errors naming the file, before the first
 step where possible: labels, counts, cut shards, statistics, class order, checkpoints."""
 import json
-import pickle
 import shutil
 from dataclasses import replace
 from pathlib import Path

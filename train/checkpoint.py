@@ -17,7 +17,7 @@ import torch
 
 from shared.json_files import write_atomic
 
-from .model import ARCH
+from .architecture import ARCH
 
 FORMAT = 2
 BEST, LAST = "best.pt", "last.pt"

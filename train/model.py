@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architecture import (ARCH, FC_WIDTH, KERNELS, LRN_BETA, LRN_K, LRN_SCALE, LRN_SIZE, Architecture,
-                           conv1_pads, feature_side)
+from .architecture import (FC_WIDTH, KERNELS, LRN_BETA, LRN_K, LRN_SCALE, LRN_SIZE, Architecture, conv1_pads,
+                           feature_side)
 
 class LocalResponseNorm(nn.Module):
     """§3.3: b_i = a_i / (k + alpha_per_term * sum_j a_j^2)^beta over the `size` maps around
