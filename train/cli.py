@@ -152,6 +152,31 @@ def predict(
         raise typer.Exit(DONE_WITH_SKIPS)
 
 
+@app.command()
+def figure1(
+    shards: Path = typer.Option(..., help="CIFAR-10 shards, e.g. alexnet-prep shard --src cifar10-train --size 32."),
+    out: Path = typer.Option(Path("runs/figure1"), help="Folder for figure1.png and figure1.json."),
+    quick: bool = typer.Option(False, "--quick", help="The README's chosen rates and one seed (~30 min on 2 cores) "
+                                                      "instead of the sweep and three seeds."),
+    seeds: List[int] = typer.Option([1, 2, 3], "--seed", help="Seeds for the final runs (repeat the flag)."),
+    sweep_epochs: float = typer.Option(2.0, help="Epochs per rate in the sweep."),
+):
+    """§3.1 Figure 1: a four-layer CNN with ReLUs vs tanh on CIFAR-10, epochs to 25% training
+    error (the paper: six times faster with ReLUs)."""
+    from .figure1 import QUICK_RATES, SWEEP_RATES, figure1 as run_figure1
+
+    try:
+        result = run_figure1(shards, out, seeds[:1] if quick else seeds, QUICK_RATES if quick else None,
+                             {nl: list(SWEEP_RATES) for nl in ("relu", "tanh")}, sweep_epochs,
+                             {"relu": 20.0, "tanh": 60.0})
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    s = result["summary"]
+    typer.echo(f"epochs to 25% training error: ReLU {s['relu_epochs_to_25']}, tanh {s['tanh_epochs_to_25']}; "
+               f"tanh/ReLU {s['ratio_mean']:.2f}x (range {s['ratio_min']:.2f}-{s['ratio_max']:.2f}; paper 6x); "
+               f"rates {result['rates']}; {result['wall_s']:.0f} s -> {out / 'figure1.png'}")
+
+
 def main() -> None:
     app(prog_name="alexnet-train")  # torch is imported by the commands that need it: --help stays fast
 
