@@ -67,3 +67,17 @@ def test_sweep_grows_the_grid_until_the_best_rate_is_inside(monkeypatch):
     swept = f.sweep(None, None, {"relu": [0.002, 0.005, 0.01]}, 1.0)
     assert [c.lr for c in swept["relu"]] == [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01]
     assert f.best_rate(swept["relu"]) == 0.0005
+
+
+def test_ratio_pairs_seeds_and_a_curve_that_never_reached_25_percent_is_null():
+    from train.figure1 import describe_ratio, ratio_summary
+
+    curves = [Curve("relu", 0.001, 1, [0.0, 1.0, 2.0], [0.9, 0.5, 0.2], 1.0),   # 25% at 1.833 epochs
+              Curve("tanh", 0.01, 1, [0.0, 10.0, 11.0], [0.9, 0.3, 0.2], 1.0),  # 25% at 10.5 epochs
+              Curve("relu", 0.001, 2, [0.0, 1.0], [0.9, 0.2], 1.0),             # 25% at 0.9286 epochs
+              Curve("tanh", 0.01, 2, [0.0, 60.0], [0.9, 0.3], 1.0)]             # never
+    s = ratio_summary(curves)
+    assert s["tanh_epochs_to_25"] == [10.5, None] and s["pairs_not_reached"] == 1
+    assert s["ratios"] == [10.5 / (1 + 0.25 / 0.3)] and s["ratio_mean"] == s["ratios"][0]
+    json.dumps(s, allow_nan=False)  # strict JSON: no Infinity
+    assert "1 seed(s) never reached 25%" in describe_ratio(s)

@@ -163,7 +163,7 @@ def figure1(
 ):
     """§3.1 Figure 1: a four-layer CNN with ReLUs vs tanh on CIFAR-10, epochs to 25% training
     error (the paper: six times faster with ReLUs)."""
-    from .figure1 import QUICK_RATES, SWEEP_RATES, figure1 as run_figure1
+    from .figure1 import QUICK_RATES, SWEEP_RATES, describe_ratio, figure1 as run_figure1
 
     try:
         result = run_figure1(shards, out, seeds[:1] if quick else seeds, QUICK_RATES if quick else None,
@@ -173,8 +173,7 @@ def figure1(
         fail(str(exc))
     s = result["summary"]
     typer.echo(f"epochs to 25% training error: ReLU {s['relu_epochs_to_25']}, tanh {s['tanh_epochs_to_25']}; "
-               f"tanh/ReLU {s['ratio_mean']:.2f}x (range {s['ratio_min']:.2f}-{s['ratio_max']:.2f}; paper 6x); "
-               f"rates {result['rates']}; {result['wall_s']:.0f} s -> {out / 'figure1.png'}")
+               f"{describe_ratio(s)}; rates {result['rates']}; {result['wall_s']:.0f} s -> {out / 'figure1.png'}")
 
 
 def main() -> None:

@@ -183,12 +183,24 @@ def best_rate(curves: list[Curve]) -> float:
 
 
 def ratio_summary(curves: list[Curve]) -> dict:
+    """tanh / ReLU epochs to 25%, paired by seed; a curve that never got there within its
+    epoch budget is null in the JSON (strict JSON has no Infinity) and leaves its pair out."""
     relu = [c.epochs_to() for c in curves if c.nonlinearity == "relu"]
     tanh = [c.epochs_to() for c in curves if c.nonlinearity == "tanh"]
-    ratios = [t / r for t, r in zip(tanh, relu)]  # paired by seed
-    return {"relu_epochs_to_25": relu, "tanh_epochs_to_25": tanh, "ratios": ratios,
-            "ratio_mean": float(np.mean(ratios)), "ratio_min": float(min(ratios)), "ratio_max": float(max(ratios)),
-            "paper_ratio": PAPER_RATIO}
+    ratios = [t / r for t, r in zip(tanh, relu) if math.isfinite(t) and 0 < r < math.inf]
+    finite = lambda values: [v if math.isfinite(v) else None for v in values]  # noqa: E731
+    return {"relu_epochs_to_25": finite(relu), "tanh_epochs_to_25": finite(tanh), "ratios": ratios,
+            "ratio_mean": float(np.mean(ratios)) if ratios else None,
+            "ratio_min": min(ratios, default=None), "ratio_max": max(ratios, default=None),
+            "pairs_not_reached": len(relu) - len(ratios), "paper_ratio": PAPER_RATIO}
+
+
+def describe_ratio(summary: dict) -> str:
+    if summary["ratio_mean"] is None:
+        return "tanh/ReLU: no seed reached 25% with both nonlinearities (paper: 6x)"
+    left_out = f"; {summary['pairs_not_reached']} seed(s) never reached 25%" if summary["pairs_not_reached"] else ""
+    return (f"tanh/ReLU epochs to 25%: {summary['ratio_mean']:.1f}x "
+            f"(range {summary['ratio_min']:.1f}-{summary['ratio_max']:.1f}{left_out}; paper: 6x)")
 
 
 def plot(curves: list[Curve], path: Path, summary: dict) -> None:
@@ -205,7 +217,7 @@ def plot(curves: list[Curve], path: Path, summary: dict) -> None:
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
     ax.set_ylim(0, 0.75)
-    ax.set_title(f"tanh / ReLU epochs to 25%: {summary['ratio_mean']:.1f}x (paper: 6x)", fontsize=9)
+    ax.set_title(describe_ratio(summary), fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
