@@ -81,3 +81,15 @@ def test_ratio_pairs_seeds_and_a_curve_that_never_reached_25_percent_is_null():
     assert s["ratios"] == [10.5 / (1 + 0.25 / 0.3)] and s["ratio_mean"] == s["ratios"][0]
     json.dumps(s, allow_nan=False)  # strict JSON: no Infinity
     assert "1 seed(s) never reached 25%" in describe_ratio(s)
+
+
+def test_quick_mode_uses_the_rates_the_recorded_sweep_chose():
+    """--quick's rates are the ones the README's run chose (docs/figure1.json), not a guess."""
+    from pathlib import Path
+
+    from train.figure1 import QUICK_RATES, best_rate
+
+    recorded = json.loads((Path(__file__).parents[1] / "docs" / "figure1.json").read_text())
+    assert recorded["rates"] == QUICK_RATES
+    for nl, curves in recorded["sweep"].items():
+        assert best_rate([Curve(**c) for c in curves]) == QUICK_RATES[nl]

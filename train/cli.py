@@ -156,7 +156,7 @@ def predict(
 def figure1(
     shards: Path = typer.Option(..., help="CIFAR-10 shards, e.g. alexnet-prep shard --src cifar10-train --size 32."),
     out: Path = typer.Option(Path("runs/figure1"), help="Folder for figure1.png and figure1.json."),
-    quick: bool = typer.Option(False, "--quick", help="The README's chosen rates and one seed (~30 min on 2 cores) "
+    quick: bool = typer.Option(False, "--quick", help="The README's chosen rates and one seed (21 min on 2 cores) "
                                                       "instead of the sweep and three seeds."),
     seeds: List[int] = typer.Option([1, 2, 3], "--seed", help="Seeds for the final runs (repeat the flag)."),
     sweep_epochs: float = typer.Option(2.0, help="Epochs per rate in the sweep."),
