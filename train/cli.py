@@ -163,12 +163,12 @@ def figure1(
 ):
     """§3.1 Figure 1: a four-layer CNN with ReLUs vs tanh on CIFAR-10, epochs to 25% training
     error (the paper: six times faster with ReLUs)."""
-    from .figure1 import QUICK_RATES, SWEEP_RATES, describe_ratio, figure1 as run_figure1
+    from .figure1 import MAX_EPOCHS, QUICK_RATES, SWEEP_RATES, describe_ratio, figure1 as run_figure1
 
     try:
         result = run_figure1(shards, out, seeds[:1] if quick else seeds, QUICK_RATES if quick else None,
                              {nl: list(SWEEP_RATES) for nl in ("relu", "tanh")}, sweep_epochs,
-                             {"relu": 20.0, "tanh": 60.0})
+                             MAX_EPOCHS)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     s = result["summary"]
