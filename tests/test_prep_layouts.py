@@ -87,6 +87,28 @@ def test_train_shards_mix_classes_and_holdout_is_stratified(tmp_path):
     assert manifest.ignored == [{"path": "a/notes.txt", "reason": "suffix '.txt' is not an image type"}]
 
 
+def test_holdout_is_in_proportion_to_class_sizes():
+    """StratifiedShuffleSplit's allocation: floor(count * n_c / N), then the largest remainders."""
+    from prep.plan import split_holdout
+    from prep.sources import Item
+    sizes = {0: 5421, 1: 6742, 2: 5958, 3: 6131}  # four of MNIST's real train class sizes
+    items = [Item(key=f"c{c}_{i}", label=c, source=f"c{c}/{i}") for c, n in sizes.items() for i in range(n)]
+    total = sum(sizes.values())
+    for count in (1000, 2413, 7):
+        train, holdout = split_holdout(items, count, seed=3)
+        assert len(holdout) == count and len(train) + count == len(items)
+        got = np.bincount([it.label for it in holdout], minlength=4)
+        exact = np.array([count * n / total for n in sizes.values()])
+        assert np.all(np.abs(got - exact) < 1), (count, got, exact)  # floor or ceil of the exact share
+        assert {it.key for it in train}.isdisjoint(it.key for it in holdout)
+    # deterministic by seed; another seed draws other images (same quotas)
+    again = split_holdout(items, 1000, seed=3)[1]
+    other = split_holdout(items, 1000, seed=4)[1]
+    first = split_holdout(items, 1000, seed=3)[1]
+    assert [it.key for it in again] == [it.key for it in first]
+    assert {it.key for it in other} != {it.key for it in first}
+
+
 def test_tiny_imagenet(tmp_path):
     planted = write_tiny_imagenet(tmp_path / "tiny")
     manifest = shard(tmp_path / "tiny", tmp_path / "o")
