@@ -22,11 +22,30 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB: ImageNet's largest image is ~20 MB, a CIFAR batch ~31 MB
 MAX_RATIO = 200  # deflate rarely exceeds ~10x on images and pickles; bombs reach 1000x+
+RATIO_FLOOR = 1 << 20  # members below 1 MiB are never bombs, whatever their ratio
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+# What zipfile and zlib raise for a damaged member: encrypted (RuntimeError), bad CRC and a
+# local name that differs from the central directory's (BadZipFile), bad deflate data
+# (zlib.error), deflate64 and other methods (NotImplementedError), cut short (EOFError).
+DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, OSError,
+                  tarfile.TarError, ValueError)
+
+
+class DamagedMember(ValueError):
+    """A member that cannot be read: a skip with this reason, as a damaged JPEG is."""
+
+
+def bomb_problem(size: int, packed: int) -> str | None:
+    """Why a member is not read: too big, or compressed more than deflate does real data."""
+    if size > MAX_MEMBER_BYTES or (size > RATIO_FLOOR and packed and size / packed > MAX_RATIO):
+        return (f"declares {size:,} bytes from {packed:,} (over {MAX_MEMBER_BYTES:,} bytes or {MAX_RATIO}x): "
+                f"not read")
+    return None
 
 
 def is_archive(path) -> bool:
@@ -84,10 +103,8 @@ class ZipArchive(Archive):
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 self.problems.append((info.filename, "symlink member: not followed"))
-            elif info.file_size > MAX_MEMBER_BYTES or (
-                    info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 20):
-                self.problems.append((info.filename, f"declares {info.file_size:,} bytes from {info.compress_size:,} "
-                                                     f"(over {MAX_MEMBER_BYTES:,} bytes or {MAX_RATIO}x): not read"))
+            elif bomb_problem(info.file_size, info.compress_size):
+                self.problems.append((info.filename, bomb_problem(info.file_size, info.compress_size)))
             else:
                 self._add(info.filename, info.is_dir(), info)
         self._finish()
@@ -98,24 +115,69 @@ class ZipArchive(Archive):
         return self._zip
 
     def read(self, name: str) -> bytes:
-        return self.handle().read(self.files[name])  # zipfile checks size and CRC
+        try:
+            return self.handle().read(self.files[name])  # zipfile checks size and CRC
+        except DAMAGED_MEMBER as exc:
+            raise DamagedMember(f"damaged archive member ({type(exc).__name__}: {exc})") from None
 
+
+
+class CountingReader(io.RawIOBase):
+    """A file that counts the bytes read from it: the compressed position of a gzip stream."""
+
+    def __init__(self, f):
+        self.f, self.count = f, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.f.readinto(buffer)
+        self.count += n or 0
+        return n
 
 
 class TarGzArchive(Archive):
+    """One sequential pass: every member read into memory (CIFAR's archives), each one
+    checked against the bomb limits as it is inflated -- a member that inflates past
+    MAX_RATIO times the compressed bytes it consumed (once past 1 MiB) is dropped at once."""
+
     def __init__(self, path: str):
         super().__init__(path)
-        with tarfile.open(path, mode="r:gz") as tar:
-            for member in tar:
-                if member.isdir():
-                    self._add(member.name, True, None)
-                elif not member.isfile():
-                    self.problems.append((member.name, "link or special member: not read"))
-                elif member.size > MAX_MEMBER_BYTES:
-                    self.problems.append((member.name, f"declares {member.size:,} bytes: not read"))
-                else:
-                    self._add(member.name, False, tar.extractfile(member).read())
+        with open(path, "rb") as raw:
+            counter = CountingReader(raw)
+            try:
+                with tarfile.open(fileobj=io.BufferedReader(counter, 1 << 16), mode="r|gz") as tar:
+                    for member in tar:
+                        self._member(tar, member, counter)
+            except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                raise ValueError(f"{path}: damaged tar.gz ({type(exc).__name__}: {exc})") from None
         self._finish()
+
+    def _member(self, tar, member, counter) -> None:
+        if member.isdir():
+            self._add(member.name, True, None)
+        elif not member.isfile():
+            self.problems.append((member.name, "link or special member: not read"))
+        elif member.size > MAX_MEMBER_BYTES:
+            self.problems.append((member.name, bomb_problem(member.size, 0)))
+        else:
+            data = self._inflate(tar.extractfile(member), member, counter)
+            if data is not None:
+                self._add(member.name, False, data)
+
+    def _inflate(self, f, member, counter) -> bytes | None:
+        start, chunks, got = counter.count, [], 0
+        while chunk := f.read(1 << 20):
+            chunks.append(chunk)
+            got += len(chunk)
+            problem = bomb_problem(got, max(1, counter.count - start))
+            if problem:
+                self.problems.append((member.name, f"inflates past {MAX_RATIO}x its compressed size: not read"))
+                while f.read(1 << 20):  # skip the rest without keeping it
+                    pass
+                return None
+        return b"".join(chunks)
 
     def read(self, name: str) -> bytes:
         return self.files[name]

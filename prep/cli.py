@@ -1,10 +1,12 @@
 """`alexnet-prep`: shard a raw dataset, compute its statistics, verify a dataset folder, or
 synthesise a demo set.
 
-Exit status of `shard`: 0 done; 1 crashed or interrupted (re-run the same command to
-resume); 2 refused (bad arguments or input, nothing written); 3 done, but some inputs were
-skipped (all listed in manifest.json; --allow-skips makes this 0). `verify`: 0 intact, 1
-problems found (each named). Prep never imports torch (tests/test_cli.py checks).
+Exit status of `shard` (shared/exit_status.py): 0 done; 1 crashed, interrupted or the
+environment failed (re-run the same command to resume); 2 refused (bad arguments or input,
+nothing written); 3 done, but some inputs were skipped (all listed in manifest.json;
+--allow-skips makes this 0). `verify`: 0 intact, 1 problems found (each named). Every command
+runs in `error_boundary`: a fault is one line, never a traceback. Prep never imports torch
+(tests/test_cli.py checks).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from shared.exit_status import CRASHED, DONE_WITH_SKIPS, fail
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail
 from shared.manifest import MANIFEST_NAME, Manifest
 from shared.stats import STATS_NAME
 
@@ -72,20 +74,20 @@ def shard(
 ):
     """Write 256x256 JPEG shards (§2: shorter side to 256, central crop) + manifest.json."""
     given = {k: v for k, v in locals().items() if k in FIELDS and v is not None}
-    from .detect_layout import read_source
-    from .write_shards import PrepInterrupted, write_dataset
+    with error_boundary():
+        from .detect_layout import read_source
+        from .output_folder import check_out_outside_src
+        from .write_shards import write_dataset
 
-    try:
         cfg = PrepConfig(**given)
+        if cfg.out is not None:
+            check_out_outside_src(cfg.src, cfg.out)  # before listing: the output must not be read as input
         source = read_source(cfg.src, cfg.task)
         target = cfg.out or Path("shards") / source.task
+        check_out_outside_src(cfg.src, target)
         typer.echo(f"{cfg.src}: layout {source.layout}, {len(source.classes)} classes, "
                    + ", ".join(f"{k} {len(v):,d}" for k, v in source.items.items()) + f" -> {target}")
         manifest = write_dataset(source, cfg, target)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        fail(str(exc))
-    except PrepInterrupted as exc:
-        fail(str(exc), CRASHED)
     if manifest is None:
         return
     print_summary(manifest, target)
@@ -98,7 +100,7 @@ def shard(
 @app.command()
 def verify(
     shards: Optional[Path] = typer.Option(None, help="Dataset folder (default: every ./shards/* with a manifest)."),
-    workers: int = typer.Option(4, help="Files read at once."),
+    workers: int = typer.Option(4, min=1, max=256, help="Files read at once."),
 ):
     """Check a dataset folder against its manifest: every shard's size, sha256, member order
     and sample count, and stats.json. Names each bad file; exit status 1 if any."""
@@ -109,7 +111,8 @@ def verify(
         fail("no dataset folders found: pass --shards DIR")
     bad = 0
     for root in roots:
-        problems, checked = verify_dataset(root, workers)
+        with error_boundary():
+            problems, checked = verify_dataset(root, workers)
         for problem in problems:
             typer.secho(f"{root}: {problem}", fg="red", err=True)
         typer.echo(f"{root}: {checked} shards checked, " + (f"{len(problems)} problems" if problems else "intact"))
@@ -121,7 +124,7 @@ def verify(
 @app.command()
 def stats(
     shards: Optional[Path] = typer.Option(None, help="Dataset folder (default: every ./shards/* lacking stats)."),
-    workers: int = typer.Option(os.cpu_count() or 1, help="Processes."),
+    workers: int = typer.Option(os.cpu_count() or 1, min=1, max=1024, help="Processes."),
     mean_image: bool = typer.Option(True, help="Also save the 256x256 per-pixel mean image (cuda-convnet's)."),
 ):
     """Per-channel mean (§2) and RGB covariance eigenvectors/values (§4.1) of the train split."""
@@ -134,10 +137,8 @@ def stats(
                        if not (p.parent / STATS_NAME).exists())
         typer.echo("datasets lacking stats: " + (", ".join(map(str, roots)) or "none"))
     for root in roots:
-        try:
+        with error_boundary():
             result = compute_rgb_stats(root, workers, mean_image)
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            fail(str(exc))
         typer.echo(f"{root / STATS_NAME}: {result.image_count:,d} images, mean RGB "
                    + " ".join(f"{m:.2f}" for m in result.mean_rgb)
                    + ", eigenvalues " + " ".join(f"{v:.1f}" for v in result.eigenvalues))
@@ -146,17 +147,15 @@ def stats(
 @app.command()
 def synth(
     out: Path = typer.Option(..., help="Folder to write a Kaggle-layout dataset into."),
-    classes: int = typer.Option(4, help="Number of classes (<= 8)."),
-    train_per_class: int = typer.Option(60, help="Training images per class."),
-    val_per_class: int = typer.Option(10, help="Validation images per class."),
-    seed: int = typer.Option(0),
+    classes: int = typer.Option(4, min=2, max=8, help="Number of classes."),
+    train_per_class: int = typer.Option(60, min=1, max=10_000, help="Training images per class."),
+    val_per_class: int = typer.Option(10, min=1, max=10_000, help="Validation images per class."),
+    seed: int = typer.Option(0, min=0),
 ):
     """Generate a small learnable dataset (coloured shapes on textures) in the Kaggle ImageNet layout."""
     from .synthetic import write_synthetic_kaggle
 
-    try:
+    with error_boundary():
         write_synthetic_kaggle(out, classes, train_per_class, val_per_class, seed)
-    except ValueError as exc:
-        fail(str(exc))
     typer.echo(f"{out}: {classes} classes, {classes * train_per_class} train, {classes * val_per_class} val")
 

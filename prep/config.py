@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shared.manifest import TASKS as NAMED_TASKS
+from shared.manifest import MAX_PATCH_SIZE, TASKS as NAMED_TASKS
 
 TASKS = NAMED_TASKS + ("folder",)  # layouts --task accepts
 RESAMPLERS = ("bilinear", "bicubic", "lanczos")
@@ -45,12 +45,14 @@ class PrepConfig:
         self.src = Path(self.src)
         self.out = Path(self.out) if self.out is not None else None
         rules = [("task", self.task is None or self.task in TASKS, f"one of {', '.join(TASKS)}"),
-                 ("size", self.size >= 8, "at least 8"),
+                 ("size", 8 <= self.size <= MAX_PATCH_SIZE, f"8..{MAX_PATCH_SIZE}"),
                  ("quality", 1 <= self.quality <= 100, "1..100"),
                  ("resample", self.resample in RESAMPLERS, f"one of {', '.join(RESAMPLERS)}"),
-                 ("shard_size", self.shard_size >= 1, "at least 1"),
+                 ("shard_size", 1 <= self.shard_size <= 1_000_000, "1..1,000,000"),
                  ("holdout", self.holdout is None or self.holdout >= 0, ">= 0"),
-                 ("max_pixels", self.max_pixels >= 1, "at least 1"), ("workers", self.workers >= 1, "at least 1")]
+                 ("seed", self.seed >= 0, ">= 0"),
+                 ("max_pixels", 1 <= self.max_pixels <= 10**10, "1..10^10"),
+                 ("workers", 1 <= self.workers <= 1024, "1..1024")]
         for name, ok, wanted in rules:
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected {wanted}")

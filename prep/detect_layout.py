@@ -10,17 +10,19 @@ from shared.patch import IMAGE_SUFFIXES
 from shared.shards import sanitize_key
 
 from .archives import ARCHIVE_SUFFIXES, ArchivePath, archive_root, is_archive
-from .array_layouts import (CIFAR_TASKS, IDX_TASKS, find_cifar_dir, find_idx_dir,
-                            read_cifar_dataset, read_idx_dataset)
+from .cifar_layout import CIFAR_TASKS, find_cifar_dir, read_cifar_dataset
 from .config import TASKS
+from .idx_layout import IDX_TASKS, find_idx_dir, read_idx_dataset
 from .imagenet_layouts import (is_kaggle_imagenet, is_tiny_imagenet, read_kaggle_imagenet,
                                read_tiny_imagenet)
-from .sources import Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, list_folder, relative, walk
+from .sources import (Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, is_hidden, list_folder,
+                      relative, walk)
 
 LOOKED_FOR = (
     "  imagenet       Kaggle ILSVRC archive: LOC_synset_mapping.txt + ILSVRC/Data/CLS-LOC/train/<wnid>/\n"
     "  tiny-imagenet  wnids.txt + train/<wnid>/images/\n"
     "  mnist          MNIST/raw/ (or raw/ or the folder itself) with train-images-idx3-ubyte[.gz]\n"
+    "                 (or train-images.idx3-ubyte[.gz]; any case)\n"
     "  fashion-mnist  FashionMNIST/raw/ likewise\n"
     "  cifar10        cifar-10-batches-py/ (batches.meta, data_batch_1..5, test_batch)\n"
     "  cifar100       cifar-100-python/ (meta, train, test)\n"
@@ -39,7 +41,7 @@ def detect_task(src: Path) -> str:
         if find_cifar_dir(src, task):
             return task
     found = [t for t in IDX_TASKS if find_idx_dir(src, t)]
-    named = [t for t in IDX_TASKS if (src / IDX_TASKS[t][0]).is_dir()]
+    named = [t for t in IDX_TASKS if (src / IDX_TASKS[t][0]).is_dir()] or idx_task_from_name(src.name)
     if found and len(named) == 1:
         return named[0]
     if found:
@@ -49,6 +51,12 @@ def detect_task(src: Path) -> str:
         return "folder"
     raise ValueError(f"--src {src}: no known layout found. Looked for:\n{LOOKED_FOR}\n"
                      f"Pass --task ({'|'.join(TASKS)}) to force one.")
+
+
+def idx_task_from_name(name: str) -> list[str]:
+    """The two share file names: a flat folder says which it is by its own name, if at all."""
+    name = name.lower().replace("_", "-")
+    return ["fashion-mnist"] if "fashion" in name else ["mnist"] if "mnist" in name else []
 
 
 def open_src(src: Path):
@@ -88,20 +96,30 @@ def read_source(src: Path, task: str | None) -> Source:
     if not source.items.get("train"):
         raise ValueError(f"--src {src}: no labelled training images found for layout {source.layout} "
                          f"({len(source.skipped)} inputs skipped)")
-    for split in source.items:
-        source.items[split] = ensure_unique_keys(source.items[split])
+    source.items = ensure_unique_keys(source.items)  # unique across the whole dataset
     if isinstance(src, ArchivePath):  # members never read: unsafe names, duplicates, links, bombs
         source.skipped += [Skip(name, "archive", why) for name, why in src.archive.problems]
     return source
 
 
 def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def dataset_top(src: Path) -> Path:
+    """`src`, or the one folder in it when that folder holds folders and everything else at
+    the top is a file (a zip of `data/<class>/...` beside a README): stray files at the top
+    are ignored entries, not a reason to read `data/` as one class holding everything."""
+    dirs = _class_dirs(src)
+    if len(dirs) == 1 and dirs[0].name not in ("train", "val") and _class_dirs(dirs[0]):
+        return dirs[0]
+    return src
 
 
 def _class_root(src: Path) -> Path | None:
-    """`src/train` if it holds class folders, else `src` if it does, else None."""
-    for root in (src / "train", src):
+    """`top/train` if it holds class folders, else `top` if it does, else None."""
+    top = dataset_top(src)
+    for root in (top / "train", top):
         if root.is_dir() and _class_dirs(root):
             return root
     return None
@@ -116,10 +134,13 @@ def read_class_folders(src: Path) -> Source:
     name = sanitize_key(src.name) or "folder"
     source = Source(name, "class-folders", src, [ClassInfo(i, None, n) for i, n in enumerate(names)], {})
     by_name = {n: i for i, n in enumerate(names)}
+    top = dataset_top(src)
+    if top != src:
+        ignore_rest(source, src, {top.name}, f"beside the dataset's folder {top.name}/")
     splits = [("train", train_root)]
-    if train_root != src:
-        splits += [("val", src / "val")] if (src / "val").is_dir() else []
-        ignore_rest(source, src, {"train", "val"}, "not a split folder (train/, val/)")
+    if train_root != top:
+        splits += [("val", top / "val")] if (top / "val").is_dir() else []
+        ignore_rest(source, top, {"train", "val"}, "not a split folder (train/, val/)")
     for split, root in splits:
         listing = list_folder(root, src)
         account_tree(source, Tree(hidden=listing.hidden, problems=listing.problems), split)

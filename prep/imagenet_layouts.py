@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.manifest import ClassInfo
@@ -71,10 +72,27 @@ def read_class_folders(source: Source, train_dir: Path, by_wnid: dict[str, int],
     return items
 
 
-def read_labelled_folder(source: Source, folder: Path, labels: dict[str, str], by_wnid: dict[str, int],
-                         labels_name: str, mapping_name: str, id_of) -> list[Item]:
-    """Val images labelled by a file (`id_of(path)` -> the id the file uses); two files with
-    one id are ambiguous: the .JPEG is kept, the other skipped."""
+@dataclass
+class LabelFile:
+    """Image id -> wnid, as a labels file gives them (LOC_val_solution.csv, val_annotations.txt);
+    an id listed with two different wnids is in `conflicts`, never silently the last row's."""
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, image_id: str, wnid: str) -> None:
+        if image_id in self.conflicts:
+            if wnid not in self.conflicts[image_id]:
+                self.conflicts[image_id].append(wnid)
+        elif self.labels.setdefault(image_id, wnid) != wnid:
+            self.conflicts[image_id] = [self.labels.pop(image_id), wnid]
+
+
+def read_labelled_folder(source: Source, folder: Path, labels: LabelFile, by_wnid: dict[str, int],
+                         mapping_name: str, id_of, path_of) -> list[Item]:
+    """Val images labelled by a file (`id_of(path)` -> the id the file uses, `path_of(id)` the
+    file an id names); two files with one id are ambiguous: the .JPEG is kept, the other
+    skipped. An id the file lists with no image on disk is a skip too."""
     tree = walk(folder, source.root)
     account_tree(source, tree, "val")
     chosen: dict[str, Path] = {}
@@ -88,13 +106,18 @@ def read_labelled_folder(source: Source, folder: Path, labels: dict[str, str], b
             chosen[image_id] = path
     items = []
     for image_id, path in sorted(chosen.items(), key=lambda kv: kv[1]):
-        wnid = labels.get(image_id)
-        if wnid is None:
-            source.skip(path, "val", f"not listed in {labels_name}")
+        wnid = labels.labels.get(image_id)
+        if image_id in labels.conflicts:
+            source.skip(path, "val", f"{labels.name} gives it {len(labels.conflicts[image_id])} different labels: "
+                                     f"{', '.join(labels.conflicts[image_id])}")
+        elif wnid is None:
+            source.skip(path, "val", f"not listed in {labels.name}")
         elif wnid not in by_wnid:
-            source.skip(path, "val", f"{labels_name} names {wnid!r}, not in {mapping_name}")
+            source.skip(path, "val", f"{labels.name} names {wnid!r}, not in {mapping_name}")
         else:
             items.append(Item(sanitize_key(path.stem), by_wnid[wnid], relative(path, source.root)))
+    for image_id in sorted((set(labels.labels) | set(labels.conflicts)) - set(chosen)):
+        source.skip(path_of(image_id), "val", f"listed in {labels.name} but the file is missing")
     return items
 
 
@@ -115,11 +138,8 @@ def read_kaggle_imagenet(src: Path) -> Source:
         source.ignore(val_dir, f"{KAGGLE_SOLUTION} missing: no labels")
     elif val_dir.is_dir():
         labels = read_kaggle_solution(solution)
-        source.items["val"] = read_labelled_folder(source, val_dir, labels, by_wnid, KAGGLE_SOLUTION,
-                                                   KAGGLE_MAPPING, lambda p: p.stem)
-        present = {p.stem for p in walk(val_dir, source.root).files}
-        for image_id in sorted(set(labels) - present):
-            source.skip(val_dir / f"{image_id}.JPEG", "val", f"listed in {KAGGLE_SOLUTION} but the file is missing")
+        source.items["val"] = read_labelled_folder(source, val_dir, labels, by_wnid, KAGGLE_MAPPING,
+                                                   lambda p: p.stem, lambda image_id: val_dir / f"{image_id}.JPEG")
     if (base / "test").is_dir():
         source.ignore(base / "test", "Kaggle test set has no labels")
     ignore_rest(source, src, {KAGGLE_MAPPING, KAGGLE_SOLUTION, "ILSVRC"}, "not part of the classification data")
@@ -129,9 +149,9 @@ def read_kaggle_imagenet(src: Path) -> Source:
     return source
 
 
-def read_kaggle_solution(path: Path) -> dict[str, str]:
+def read_kaggle_solution(path: Path) -> LabelFile:
     """ImageId -> wnid: the first token of PredictionString (boxes may follow)."""
-    labels = {}
+    labels = LabelFile(KAGGLE_SOLUTION)
     with io.StringIO(path.read_text(), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -140,7 +160,7 @@ def read_kaggle_solution(path: Path) -> dict[str, str]:
         for lineno, row in enumerate(reader, 2):
             if len(row) != 2 or not row[1].split():
                 raise ValueError(f"{path}:{lineno}: expected 'ImageId,wnid [boxes...]', got {row}")
-            labels[row[0]] = row[1].split()[0]
+            labels.add(row[0], row[1].split()[0])
     return labels
 
 
@@ -163,14 +183,14 @@ def read_tiny_imagenet(src: Path) -> Source:
     source.items["train"] = read_class_folders(source, src / "train", by_wnid, "wnids.txt", images_subdir="images")
     val_images, annotations = src / "val" / "images", src / "val" / "val_annotations.txt"
     if val_images.is_dir():
-        labels = {}
+        labels = LabelFile("val/val_annotations.txt")
         if annotations.is_file():
             for line in annotations.read_text().splitlines():
                 fields = line.split("\t")
                 if len(fields) >= 2:
-                    labels[fields[0]] = fields[1]
-        source.items["val"] = read_labelled_folder(source, val_images, labels, by_wnid, "val/val_annotations.txt",
-                                                   "wnids.txt", lambda p: p.name)
+                    labels.add(fields[0], fields[1])
+        source.items["val"] = read_labelled_folder(source, val_images, labels, by_wnid, "wnids.txt",
+                                                   lambda p: p.name, lambda image_id: val_images / image_id)
         ignore_rest(source, src / "val", {"images", "val_annotations.txt"}, "not part of the val data")
     if (src / "test").is_dir():
         source.ignore(src / "test", "tiny-imagenet test set has no labels")

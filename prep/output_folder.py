@@ -53,6 +53,17 @@ class OutputLock:
         os.close(self.fd)  # releases the lock once no worker holds the descriptor either
 
 
+def check_out_outside_src(src: Path, out: Path) -> None:
+    """An --out inside a --src folder would be listed as input (a class named `shards`, then
+    a resume refused as "different inputs"): refused before anything is listed or written."""
+    if not Path(src).is_dir():
+        return  # an archive: nothing can be written inside it
+    src_dir, out_dir = Path(src).resolve(), Path(out).resolve()
+    if out_dir == src_dir or src_dir in out_dir.parents:
+        raise ValueError(f"--out {out} is inside --src {src}: prep would read its own output as input; "
+                         f"write the shards outside --src")
+
+
 def record_path(out: Path, name: str) -> Path:
     return out / INFO_DIR / f"{name}.json"
 

@@ -18,6 +18,14 @@ from shared.manifest import ClassInfo, Skip
 from .archives import ArchivePath
 
 
+HIDDEN = "hidden"  # the one reason for a hidden entry, wherever it is (tests/test_prep_layouts.py)
+
+
+def is_hidden(name: str) -> bool:
+    """Dot files (.DS_Store, .git) and macOS's `__MACOSX` resource-fork folder in zips."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     key: str  # webdataset-safe sample key, unique within the dataset
@@ -40,16 +48,30 @@ class Source:
         self.skipped.append(Skip(relative(path, self.root), split, reason))
 
     def ignore(self, path: Path, reason: str) -> None:
+        """A file or folder left out; a hidden one is "hidden" whichever part of a layout it is in."""
+        reason = HIDDEN if is_hidden(path.name) else reason
         self.ignored.append({"path": relative(path, self.root) or ".", "reason": reason})
 
 
 def relative(path, root) -> str:
-    """`path` relative to --src, POSIX style ("" for --src itself); folders or archives."""
+    """`path` relative to --src, POSIX style ("" for --src itself); folders or archives. A
+    name that is not UTF-8 comes out escaped (`\\xff.jpg`): such files are skips (list_folder),
+    and the manifest names them in plain text."""
     if isinstance(path, ArchivePath):
         rel = str(path.relative_to(root))
     else:
         rel = Path(os.path.relpath(path, root)).as_posix()
+    rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "" if rel == "." else rel
+
+
+def is_utf8(name: str) -> bool:
+    """os.scandir gives undecodable bytes as lone surrogates (PEP 383)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -81,7 +103,7 @@ def _link_problem(entry: os.DirEntry, root: Path) -> str | None:
 def list_archive_folder(folder: ArchivePath) -> Listing:
     out = Listing()
     for path in folder.iterdir():
-        (out.hidden if path.name.startswith(".") else out.dirs if path.is_dir() else out.files).append(path)
+        (out.hidden if is_hidden(path.name) else out.dirs if path.is_dir() else out.files).append(path)
     return out
 
 
@@ -99,7 +121,9 @@ def list_folder(folder: Path, root: Path) -> Listing:
     for e in entries:
         path = Path(e.path)
         problem = _link_problem(e, root) if e.is_symlink() else None
-        if e.name.startswith("."):
+        if not is_utf8(e.name):
+            out.problems.append((path, "its name is not valid UTF-8 (rename it to read it)"))
+        elif is_hidden(e.name):
             out.hidden.append(path)
         elif problem:
             out.problems.append((path, problem))
@@ -144,20 +168,45 @@ def account_tree(source: "Source", tree: Tree, split: str) -> None:
     for path, reason in tree.problems:
         source.skip(path, split, reason)
     for path in tree.hidden:
-        source.ignore(path, "hidden")
+        source.ignore(path, HIDDEN)
     for path in tree.empty_dirs:
         source.ignore(path, "empty folder")
 
 
-def ensure_unique_keys(items: list[Item]) -> list[Item]:
-    """Appends `-dupN` to keys seen before, in list order (deterministic)."""
-    seen: dict[str, int] = {}
-    out = []
-    for item in items:
-        n = seen.get(item.key, 0)
-        seen[item.key] = n + 1
-        out.append(item if n == 0 else Item(f"{item.key}-dup{n}", item.label, item.source, item.member))
+def ensure_unique_keys(splits: dict[str, list[Item]]) -> dict[str, list[Item]]:
+    """Sample keys unique across the dataset by construction. Keys come from file names made
+    safe (`a b.jpg` and `a_b.jpg` both give `a_b`; `1.jpg` and `1.png` both `1`): the first item
+    with a key keeps it; a later one gets the first `<key>-dupN` that no item holds or will hold
+    (every natural key is reserved first, so a file named `1-dup1` keeps its own key).
+    Deterministic: splits and items in listing order."""
+    reserved = {item.key for items in splits.values() for item in items}
+    used: set[str] = set()
+    out: dict[str, list[Item]] = {}
+    for split, items in splits.items():
+        out[split] = []
+        for item in items:
+            key = item.key
+            if key in used:
+                n = 1
+                while f"{item.key}-dup{n}" in used or f"{item.key}-dup{n}" in reserved:
+                    n += 1
+                key = f"{item.key}-dup{n}"
+            used.add(key)
+            out[split].append(item if key == item.key else Item(key, item.label, item.source, item.member))
     return out
+
+
+def array_items(labels, num_classes: int, split: str, file_rel: str, key_prefix: str,
+                   skipped: list[Skip]) -> list[Item]:
+    """One item per record of an array file; a label outside the classes is a skip."""
+    items = []
+    for i, label in enumerate(int(x) for x in labels):
+        source = f"{file_rel}#{i}"
+        if 0 <= label < num_classes:
+            items.append(Item(f"{key_prefix}_{i:05d}", label, source, i))
+        else:
+            skipped.append(Skip(source, split, f"label {label} outside 0..{num_classes - 1}"))
+    return items
 
 
 def ignore_rest(source: Source, folder: Path, used: set[str], reason: str) -> None:

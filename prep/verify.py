@@ -6,11 +6,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from shared.manifest import read_manifest
-from shared.shards import shard_problem
-from shared.stats import MEAN_IMAGE_NAME, STATS_NAME, read_stats
+from shared.shards import MEMBER_ORDER, list_members, shard_problem
+from shared.stats import STATS_NAME, read_mean_image, read_stats
 
 
 def verify_dataset(root: Path, workers: int = 4) -> tuple[list[str], int]:
@@ -23,9 +21,24 @@ def verify_dataset(root: Path, workers: int = 4) -> tuple[list[str], int]:
             for name, n, size, digest in zip(info.shards, info.shard_samples, info.shard_bytes, info.shard_sha256)]
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashlib and file reads release the GIL
         problems = [p for p in pool.map(lambda job: shard_problem(*job), jobs) if p]
+        if not problems:
+            problems += repeated_keys([job[0] for job in jobs], pool)
     problems += stats_problems(root, manifest.splits["train"].samples if "train" in manifest.splits else 0,
                                manifest.patch_size)
     return problems, len(jobs)
+
+
+def repeated_keys(paths: list[Path], pool) -> list[str]:
+    """A sample key must name one sample in the whole dataset (each shard checks its own)."""
+    where: dict[str, str] = {}
+    problems = []
+    for path, names in zip(paths, pool.map(list_members, paths)):
+        for name in names[::len(MEMBER_ORDER)]:
+            key = name.partition(".")[0]
+            if key in where:
+                problems.append(f"sample key {key!r} appears in {where[key]} and in {path.name}")
+            where.setdefault(key, path.name)
+    return problems[:20]
 
 
 def stats_problems(root: Path, train_samples: int, patch: int) -> list[str]:
@@ -40,10 +53,7 @@ def stats_problems(root: Path, train_samples: int, patch: int) -> list[str]:
         problems.append(f"{root / STATS_NAME}: covers {stats.image_count} images, the train split has {train_samples}")
     if stats.mean_image:
         try:
-            shape = np.load(root / MEAN_IMAGE_NAME, allow_pickle=False).shape
-        except (OSError, ValueError) as exc:
-            problems.append(f"{root / MEAN_IMAGE_NAME}: unreadable ({exc})")
-        else:
-            if shape != (patch, patch, 3):
-                problems.append(f"{root / MEAN_IMAGE_NAME}: shape {shape}, expected {(patch, patch, 3)}")
+            read_mean_image(root, patch)
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append(str(exc))
     return problems

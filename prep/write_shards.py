@@ -1,22 +1,14 @@
 """Write the planned shards in parallel, deterministically and resumably (prep/plan.py
-decides what goes where; prep/output_folder.py what counts as done).
+decides what goes where; prep/output_folder.py what counts as done; prep/worker_pool.py
+how a dead worker or Ctrl-C stops the run).
 
 Each shard is written by one worker process from its own items, so its bytes never depend
-on --workers. Workers are a ProcessPoolExecutor: a worker killed mid-shard (OOM, kill -9)
-breaks the pool, and the run fails at once with a message instead of waiting forever for
-a result that will never come (multiprocessing.Pool hung at 70% in that case). On Linux
-each worker also dies with the main process (PR_SET_PDEATHSIG), so a killed run leaves no
-orphans writing into the folder; its completed shards are kept and verified on resume.
+on --workers. A killed or interrupted run keeps its completed shards; they are verified on
+resume.
 """
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +16,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
+from shared.patch import encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from shared.shards import AtomicShardWriter, Sample
 
-from .array_layouts import read_array_image
+from .cifar_layout import read_cifar_image
 from .config import PrepConfig
+from .idx_layout import read_idx_image
 from .output_folder import INFO_DIR, OutputLock, prepare_output, read_record, shard_is_done, write_record
 from .plan import ShardTask, plan_fingerprint, plan_shards
-from shared.patch import encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from .sources import Item, Source
+from .worker_pool import run_jobs
 
 # Exceptions that mean "this input is bad", not "this program is broken": Pillow raises
 # OSError for truncated data, UnidentifiedImageError (an OSError) for unknown formats,
@@ -40,13 +34,13 @@ from .sources import Item, Source
 BAD_INPUT_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-class PrepInterrupted(RuntimeError):
-    """The run stopped before every shard was written; re-running the command resumes it."""
+ARRAY_READERS = {"idx": read_idx_image, "cifar-pickle": read_cifar_image}  # layout -> record reader
+RESUME = "completed shards are kept and checked: run the same command again to resume"
 
 
 def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
     if item.member >= 0:
-        img = read_array_image(src, item, layout)
+        img = ARRAY_READERS[layout](src, item)
         original = img.size
         patch = resize_centre_crop(img.convert("RGB"), cfg.size, cfg.resample)
     else:
@@ -72,43 +66,26 @@ def write_one_shard(args) -> tuple[str, int]:
     return task.name, len(task.items)
 
 
-def die_with_parent(parent: int) -> None:
-    """Pool initializer: on Linux, SIGKILL this worker when the main process dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig) -> None:
     labels = [c.label for c in source.classes]
     jobs = [(t, source.root, source.layout, labels, out, cfg) for t in todo]
     total = sum(len(t.items) for t in todo)
     with tqdm(total=total, unit="img", desc=f"shard {out.name}", smoothing=0.05, file=sys.stderr) as bar:
-        if cfg.workers <= 1:
-            for job in jobs:
-                bar.update(write_one_shard(job)[1])
-            return
-        # fork: workers inherit the imported modules; nothing here holds threads or CUDA.
-        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            try:
-                for future in as_completed([pool.submit(write_one_shard, job) for job in jobs]):
-                    bar.update(future.result()[1])
-            except BrokenProcessPool:
-                raise PrepInterrupted(f"a worker process died (killed, or out of memory?) while writing {out}; "
-                                      f"completed shards are kept and checked: run the same command again to "
-                                      f"resume") from None
+        run_jobs(write_one_shard, jobs, cfg.workers, lambda done: bar.update(done[1]), f"writing {out}", RESUME)
 
 
 def find_done(tasks: list[ShardTask], out: Path, workers: int) -> set[str]:
     """Names of shards that verifiably match their records (hashing is parallel)."""
     names = [t.name for t in tasks if (out / t.name).exists()]
-    if workers <= 1 or len(names) < 2:
-        return {n for n in names if shard_is_done(out, n)}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return {n for n, ok in zip(names, pool.map(shard_is_done, [out] * len(names), names)) if ok}
+    done: set[str] = set()
+    run_jobs(_check_done, [(out, n) for n in names], workers if len(names) > 1 else 1,
+             lambda result: done.add(result[0]) if result[1] else None, f"checking the shards in {out}", RESUME)
+    return done
+
+
+def _check_done(job) -> tuple[str, bool]:
+    out, name = job
+    return name, shard_is_done(out, name)
 
 
 def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepConfig, flavour: dict) -> Manifest:

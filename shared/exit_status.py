@@ -1,15 +1,88 @@
 """The exit statuses both command-line tools promise (README, "Trust and failure"), and the
-one way they report a refusal."""
+one error boundary every command runs in: an input or environment fault is one line on
+stderr naming the file, never a Python traceback.
+
+    0 done
+    1 crashed, interrupted, or the environment failed (disk full, read-only or unwritable
+      output, out of memory): fix it and run the same command again to resume
+    2 refused: bad arguments or input (the message names the file); nothing was written
+    3 done, but some inputs were skipped (each listed)
+
+A bug (any other exception) is also one line, exit 1, saying how to see its traceback:
+ALEXNET_DEBUG=1 re-raises it."""
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
 
 DONE, CRASHED, REFUSED, DONE_WITH_SKIPS = 0, 1, 2, 3
+DEBUG_ENV = "ALEXNET_DEBUG"
+
+
+class RunStopped(RuntimeError):
+    """The run stopped before it finished (a dead worker, Ctrl-C, SIGTERM); the same command resumes it."""
 
 
 def fail(message: str, code: int = REFUSED) -> NoReturn:
     """One red line on stderr, then exit with `code` (2: refused, nothing written)."""
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(code)
+
+
+def worker_cause(exc: BaseException) -> str:
+    """The message of `exc` without a worker's traceback: torch's DataLoader re-raises a
+    worker's exception with that traceback inside the message ("Caught ValueError in DataLoader
+    worker process 0. Original Traceback ..."); the cause is its last `ValueError: ...` line."""
+    text = str(exc)
+    if "Traceback (most recent call last)" not in text:
+        return text
+    lines = text.splitlines()
+    prefix = f"{type(exc).__name__}: "
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(prefix):
+            return "\n".join([lines[i][len(prefix):]] + lines[i + 1:])
+    return lines[-1]
+
+
+def describe_os_error(exc: OSError) -> str:
+    """"<file>: <what the system said>" -- the file first, as every other message here."""
+    where = exc.filename if exc.filename is not None else "?"
+    if getattr(exc, "filename2", None):
+        where = f"{where} -> {exc.filename2}"
+    return f"{where}: {exc.strerror or exc}"
+
+
+@contextmanager
+def error_boundary():
+    """Wrap a command's body: every failure becomes one line and a documented exit status."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:  # bad arguments or input: refused
+        if os.environ.get(DEBUG_ENV):
+            raise
+        fail(worker_cause(exc), REFUSED)
+    except RunStopped as exc:
+        fail(str(exc), CRASHED)
+    except KeyboardInterrupt:
+        fail("interrupted (Ctrl-C); run the same command again to resume", CRASHED)
+    except MemoryError:
+        fail("out of memory; free memory (fewer --workers, a smaller --batch-size) and run the command again",
+             CRASHED)
+    except OSError as exc:  # the environment: disk full, read-only, permission, a file where a folder goes
+        if os.environ.get(DEBUG_ENV):
+            raise
+        fail(f"{describe_os_error(exc)}; fix that and run the same command again (completed work is kept)",
+             CRASHED)
+    except Exception as exc:  # a bug: still one line, and the way to see more
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.secho(f"error: internal error {type(exc).__name__}: {worker_cause(exc)}"[:2000], fg="red", err=True)
+        typer.secho(f"(set {DEBUG_ENV}=1 to see the traceback)", err=True)
+        sys.stderr.flush()
+        raise typer.Exit(CRASHED)

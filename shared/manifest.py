@@ -13,12 +13,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .json_files import read_json, write_json_atomic
-from .shards import SHARD_PATTERN
+from .shards import SHARD_PATTERN, SPLITS
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "alexnet-shards/2"
+MAX_PATCH_SIZE = 2048  # px: one 10-view batch of 32 such patches is 1.2 GB of crops; ImageNet uses 256
 # The datasets prep knows by name; shards of a class-folder dataset are named after the folder.
 TASKS = ("imagenet", "tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100")
+
+
+class ShardUrl(str):
+    """A shard named through --shard-urls: webdataset opens it (file, `pipe:`, http). Every
+    other shard is a local file and is opened as one (train/data.py), so a dataset folder named
+    `pipe:touch X; cat x` is only a folder."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,9 @@ class Manifest:
         return [[c.index, c.wnid, c.name] for c in self.classes]
 
     def shard_paths(self, root: str | os.PathLike, split: str, url_template: str | None = None) -> list[str]:
-        """Local paths under `root`, or `url_template.format(name=...)` per shard, e.g.
-        "pipe:aws s3 cp s3://bucket/imagenet/{name} -" (webdataset reads pipe: and http URLs)."""
+        """Local paths under `root` (plain str: opened as files), or `url_template` with each
+        shard's name, e.g. "pipe:aws s3 cp s3://bucket/imagenet/{name} -" (ShardUrl: webdataset
+        opens pipe: and http URLs)."""
         if split not in self.splits:
             raise KeyError(f"{Path(root) / MANIFEST_NAME}: no split {split!r}; it has {sorted(self.splits)}")
         names = self.splits[split].shards
@@ -87,7 +97,7 @@ class Manifest:
             if "{name}" not in url_template:
                 raise ValueError(f"shard URL template {url_template!r} lacks '{{name}}'")
             quote = shlex.quote if url_template.startswith("pipe:") else str
-            return [url_template.replace("{name}", quote(name)) for name in names]
+            return [ShardUrl(url_template.replace("{name}", quote(name))) for name in names]
         return [str(Path(root) / name) for name in names]
 
     def to_dict(self) -> dict:
@@ -101,24 +111,68 @@ def write_manifest(manifest: Manifest, root: str | os.PathLike) -> Path:
     return write_json_atomic(Path(root) / MANIFEST_NAME, manifest.to_dict())
 
 
+def _field(d, key: str, kind, path, where: str = ""):
+    """d[key], which must be of `kind` (bool is not an int here): else one line naming the field."""
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"{path}: {where}{key!r} missing")
+    value = d[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ValueError(f"{path}: {where}{key!r} is {type(value).__name__} {str(value)[:40]!r}, expected {names}")
+    return value
+
+
+def _list_of(values: list, kind, path, where: str) -> list:
+    for i, v in enumerate(values):
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ValueError(f"{path}: {where}[{i}] is {type(v).__name__}, expected {kind.__name__}")
+    return values
+
+
+def parse_manifest(d, path) -> Manifest:
+    """A manifest from its JSON, every field checked for type and range (one line naming the
+    first that is wrong): a manifest is untrusted input."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: holds a {type(d).__name__}, expected an object")
+    if d.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
+    patch = _field(d, "patch_size", int, path)
+    if not 8 <= patch <= MAX_PATCH_SIZE:
+        raise ValueError(f"{path}: patch_size {patch}, expected 8..{MAX_PATCH_SIZE} px")
+    classes = []
+    for i, c in enumerate(_field(d, "classes", list, path)):
+        where = f"classes[{i}]."
+        classes.append(ClassInfo(_field(c, "index", int, path, where),
+                                 _field(c, "wnid", (str, type(None)), path, where), _field(c, "name", str, path, where)))
+    splits = {}
+    for name, v in _field(d, "splits", dict, path).items():
+        if name not in SPLITS:
+            raise ValueError(f"{path}: split {name!r}, expected one of {', '.join(SPLITS)}")
+        lists = [_list_of(_field(v, key, list, path, f"splits[{name!r}]."), kind, path, f"splits[{name!r}].{key}")
+                 for key, kind in (("shards", str), ("shard_samples", int), ("shard_bytes", int),
+                                   ("shard_sha256", str))]
+        splits[name] = SplitInfo(*lists)
+    skipped = []
+    for i, x in enumerate(_field(d, "skipped", list, path)):
+        skipped.append(Skip(*(_field(x, key, str, path, f"skipped[{i}].") for key in ("path", "split", "reason"))))
+    ignored = _field(d, "ignored", list, path)
+    for i, x in enumerate(ignored):
+        for key in ("path", "reason"):
+            _field(x, key, str, path, f"ignored[{i}].")
+    manifest = Manifest(task=_field(d, "task", str, path), layout=_field(d, "layout", str, path), patch_size=patch,
+                        classes=classes, splits=splits, prep=_field(d, "prep", dict, path),
+                        versions=_field(d, "versions", dict, path), skipped=skipped, ignored=ignored,
+                        format=d["format"])
+    check_manifest(manifest, path)
+    return manifest
+
+
 def read_manifest(root: str | os.PathLike) -> Manifest:
     path = Path(root) / MANIFEST_NAME
     d = read_json(path, f"{root} is not a complete dataset folder (run `alexnet-prep shard` first; "
                         f"the manifest is written last)")
-    if d.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
-    try:
-        manifest = Manifest(
-            task=d["task"], layout=d["layout"], patch_size=int(d["patch_size"]),
-            classes=[ClassInfo(c["index"], c["wnid"], c["name"]) for c in d["classes"]],
-            splits={k: SplitInfo(v["shards"], v["shard_samples"], v["shard_bytes"], v["shard_sha256"])
-                    for k, v in d["splits"].items()},
-            prep=d["prep"], versions=d["versions"],
-            skipped=[Skip(**s) for s in d["skipped"]], ignored=d["ignored"], format=d["format"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: malformed manifest ({exc!r})") from exc
-    check_manifest(manifest, path)
-    return manifest
+    return parse_manifest(d, path)
 
 
 def check_manifest(manifest: Manifest, path: Path) -> None:

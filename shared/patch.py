@@ -117,6 +117,14 @@ def open_image(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     return open_with_pillow(data, size, max_pixels)
 
 
+def decode_patch(data: bytes) -> np.ndarray:
+    """A stored patch (or any RGB JPEG) as uint8 H x W x 3, exactly as training decodes it:
+    libjpeg-turbo through simplejpeg, strict (damage is a ValueError), default DCT and
+    upsampling. `alexnet-prep stats` uses this too, so the statistics are those of the pixels
+    the network sees."""
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+
+
 def centre_crop_box(width: int, height: int, size: int) -> tuple[float, float, float, float]:
     """The source-pixel box that becomes the central size x size patch after scaling
     the shorter side to `size` (same rounding as resize-then-crop)."""

@@ -49,21 +49,32 @@ def read_stats(root: str | os.PathLike) -> RgbStats:
 
 
 def read_mean_image(root: str | os.PathLike, patch: int):
-    """The (patch, patch, 3) float64 mean image beside stats.json (cuda-convnet subtracted it);
-    loaded without pickle, checked for shape and range."""
+    """The (patch, patch, 3) float64 mean image beside stats.json (cuda-convnet subtracted it).
+    The .npy header is checked (float64, that shape) before any data is read: a header
+    claiming 10^10 values or a structured dtype is refused, never allocated; no pickle."""
     import numpy as np  # only readers of the mean image need numpy here
 
     path = Path(root) / MEAN_IMAGE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `alexnet-prep stats --shards {root}` (it writes the mean "
                                 f"image), or train with --normalize mean")
+    expected = (patch, patch, 3)
     try:
-        image = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
-    if image.shape != (patch, patch, 3) or not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
-        raise ValueError(f"{path}: expected finite values in 0..255 of shape {(patch, patch, 3)}, got {image.shape}; "
-                         f"re-run alexnet-prep stats")
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f, max_header_size=10_000)
+            if shape != expected or dtype != np.dtype("<f8") or fortran:
+                raise ValueError(f"holds {dtype} of shape {shape}, expected float64 of shape {expected}")
+            image = np.fromfile(f, dtype="<f8", count=patch * patch * 3)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not the mean image ({exc}); re-run alexnet-prep stats") from None
+    if image.size != patch * patch * 3:
+        raise ValueError(f"{path}: cut short ({image.size} of {patch * patch * 3} values); re-run alexnet-prep stats")
+    image = image.reshape(expected)
+    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
+        raise ValueError(f"{path}: values outside 0..255 (or not finite); re-run alexnet-prep stats")
     return image
 
 

@@ -107,17 +107,29 @@ def _idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 30, n_test: int = 10, seed: int = 2) -> dict:
-    """torchvision's layout: <root>/MNIST/raw/*-idx?-ubyte.gz"""
+IDX_NAMING = {  # how copies of MNIST name their files: (images, labels) per split prefix
+    "torchvision": lambda prefix, kind, dims: f"{prefix}-{kind}-idx{dims}-ubyte.gz",
+    "dotted": lambda prefix, kind, dims: f"{prefix}-{kind}.idx{dims}-ubyte",  # PyPI's mnist packages
+    "dotted-gz": lambda prefix, kind, dims: f"{prefix}-{kind}.idx{dims}-ubyte.gz",
+    "upper": lambda prefix, kind, dims: f"{prefix}-{kind}-idx{dims}-ubyte".upper(),
+}
+
+
+def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 30, n_test: int = 10, seed: int = 2,
+                naming: str = "torchvision", flat: bool = False) -> dict:
+    """torchvision's layout: <root>/MNIST/raw/*-idx?-ubyte.gz; or another copy's file names
+    (IDX_NAMING), flat in <root> when `flat`."""
     rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
+    raw = root if flat else root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
     data = {}
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
-        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+        for kind, dims, array in (("images", 3, images), ("labels", 1, labels)):
+            name = IDX_NAMING[naming](prefix, kind, dims)
+            raw_bytes = _idx_bytes(array)
+            (raw / name).write_bytes(gzip.compress(raw_bytes) if name.lower().endswith(".gz") else raw_bytes)
         data[prefix] = (images, labels)
     return data
 

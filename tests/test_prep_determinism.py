@@ -137,3 +137,90 @@ def test_a_killed_worker_is_an_error_then_resumable(slow_src, tmp_path):
     assert proc.returncode == 1 and b"a worker process died" in stderr
     subprocess.run(prep_cmd(slow_src, out, 2), check=True, capture_output=True)
     assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
+
+
+def test_ctrl_c_stops_promptly_says_so_and_resumes(slow_src, tmp_path):
+    """SIGINT to the whole group (a terminal's Ctrl-C) or to the main process alone: the run
+    stops within seconds, not after writing every queued shard; exit 1 with a line saying so;
+    the same command then finishes byte-identical to an uninterrupted run."""
+    subprocess.run(prep_cmd(slow_src, tmp_path / "ref", 2), check=True, capture_output=True)
+    total = len(list((tmp_path / "ref").glob("*.tar")))
+    for target in ("group", "main"):
+        out = tmp_path / target
+        proc = subprocess.Popen(prep_cmd(slow_src, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        deadline = time.time() + 60
+        while len(list(out.glob("train-*.tar"))) < 3 and time.time() < deadline:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT) if target == "group" else os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        written = len(list(out.glob("*.tar")))
+        assert proc.returncode == 1 and b"interrupted (SIGINT)" in stderr and b"Traceback" not in stderr
+        assert written < total // 2, f"{written} of {total} shards written after Ctrl-C"
+        subprocess.run(prep_cmd(slow_src, out, 2), check=True, capture_output=True)
+        assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
+
+
+@pytest.fixture(scope="module")
+def many_patches(tmp_path_factory) -> Path:
+    """A dataset folder of 24,000 train patches (a few seconds of `stats` on 2 workers), made
+    by writing shards of repeated patches directly (prepping that many images would take minutes)."""
+    from shared.manifest import ClassInfo, Manifest, SplitInfo, write_manifest
+    from shared.patch import encode_jpeg
+    from shared.shards import AtomicShardWriter, Sample, file_sha256
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(0)
+    jpgs = [encode_jpeg(random_image(rng, 256, 256), 90) for _ in range(8)]
+    names, counts = [], []
+    for index in range(48):
+        name = f"train-{index:06d}.tar"
+        with AtomicShardWriter(root / name) as writer:
+            for n in range(500):
+                writer.write(Sample(f"s{index}_{n}", jpgs[n % 8], n % 2, {}))
+        names.append(name)
+        counts.append(500)
+    train = SplitInfo(names, counts, [(root / n).stat().st_size for n in names], [file_sha256(root / n) for n in names])
+    write_manifest(Manifest("many", "class-folders", 256, [ClassInfo(0, None, "a"), ClassInfo(1, None, "b")],
+                            {"train": train}, {}, {}), root)
+    return root
+
+
+def stats_cmd(root: Path) -> list[str]:
+    return [sys.executable, "-m", "prep", "stats", "--shards", str(root), "--workers", "2"]
+
+
+def wait_for_workers(proc: subprocess.Popen, count: int) -> list[int]:
+    deadline = time.time() + 30
+    while len(children(proc.pid)) < count and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the workers are at work
+    return children(proc.pid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the pool workers")
+def test_a_killed_stats_worker_is_an_error_not_a_hang(many_patches):
+    proc = subprocess.Popen(stats_cmd(many_patches), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers = wait_for_workers(proc, 2)
+    assert workers, "stats finished before its workers could be found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)  # before: no progress for 89 s and counting
+    assert proc.returncode == 1 and b"a worker process died" in stderr and b"Traceback" not in stderr
+    assert not (many_patches / "stats.json").exists() and not (many_patches / "mean_image.npy").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the pool workers")
+def test_ctrl_c_stops_stats_promptly(many_patches):
+    start = time.time()
+    proc = subprocess.Popen(stats_cmd(many_patches), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    workers = wait_for_workers(proc, 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and b"interrupted (SIGINT)" in stderr and b"Traceback" not in stderr
+    assert not (many_patches / "stats.json").exists()
+    assert workers and not any(alive(pid) for pid in workers)
+    assert time.time() - start < 20

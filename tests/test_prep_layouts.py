@@ -1,4 +1,5 @@
 """Each on-disk layout -> shards whose labels match the source; nothing lost silently."""
+import gzip
 import io
 import json
 import subprocess
@@ -10,7 +11,7 @@ import webdataset as wds
 from PIL import Image
 from typer.testing import CliRunner
 
-from make_fixtures import (write_cifar10, write_cifar100, write_class_folders, write_mnist,
+from make_fixtures import (write_cifar10, write_cifar100, write_class_folders, write_kaggle, write_mnist,
                            write_tiny_imagenet)
 from prep.cli import app
 from prep.config import PrepConfig
@@ -192,3 +193,89 @@ def test_complete_output_not_overwritten(tmp_path):
     assert CliRunner().invoke(app, args + ["--overwrite"]).exit_code == 0
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["samples"] == 9
+
+
+@pytest.mark.parametrize("naming,flat", [("dotted", True), ("dotted-gz", True), ("upper", False)])
+def test_idx_under_other_copies_names(tmp_path, naming, flat):
+    """PyPI's MNIST packages and many zips: `train-images.idx3-ubyte`, upper case, flat folders.
+    Same records, same shards as torchvision's names."""
+    write_mnist(tmp_path / "tv")
+    src = tmp_path / "mnist-from-pypi"  # flat files say which dataset they are by the folder's name
+    write_mnist(src, naming=naming, flat=flat)
+    reference = shard(tmp_path / "tv", tmp_path / "o-tv")
+    manifest = shard(src, tmp_path / "o")
+    assert manifest.task == "mnist" and manifest.layout == "idx"
+    assert {k: v.samples for k, v in manifest.splits.items()} == {k: v.samples for k, v in reference.splits.items()}
+    def records(out):  # the json's `source` names the file read, which differs
+        return {split: [(s.key, s.label, s.jpg) for s in items] for split, items in all_samples(out).items()}
+    assert records(tmp_path / "o") == records(tmp_path / "o-tv")
+
+
+def test_idx_copies_side_by_side_read_once(tmp_path):
+    """torchvision keeps the .gz beside the file it extracted: one is read, the other is an
+    ignored entry naming it."""
+    write_mnist(tmp_path / "m")
+    raw = tmp_path / "m" / "MNIST" / "raw"
+    for gz in list(raw.glob("*.gz")):
+        (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    manifest = shard(tmp_path / "m", tmp_path / "o")
+    assert sum(s.samples for s in manifest.splits.values()) == 40
+    assert {s.meta["source"].split("#")[0] for s in all_samples(tmp_path / "o")["train"]} == \
+        {"MNIST/raw/train-images-idx3-ubyte"}
+    copies = [e for e in manifest.ignored if e["path"].endswith(".gz")]
+    assert len(copies) == 4 and all(e["reason"].startswith("another copy of ") for e in copies)
+
+
+def test_no_idx_file_matches_lists_the_names_looked_for(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "train-imgs.bin").write_bytes(b"x")
+    result = CliRunner().invoke(app, ["shard", "--src", str(tmp_path / "m"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "train-images-idx3-ubyte" in result.output and "train-images.idx3-ubyte" in result.output
+
+
+@pytest.mark.parametrize("task,cls", [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_offline_download_is_a_refusal_naming_urls(tmp_path, monkeypatch, task, cls):
+    """No network (here: a port nothing listens on): exit 2 naming the URLs and where the files
+    go, no traceback, and --src as it was (absent stays absent, empty stays empty)."""
+    import torchvision.datasets as tvd
+    dead = "http://127.0.0.1:9/"
+    if task == "mnist":
+        monkeypatch.setattr(tvd.MNIST, "mirrors", [dead])
+    else:
+        monkeypatch.setattr(tvd.CIFAR10, "url", dead + "cifar-10-python.tar.gz")
+    for src in (tmp_path / "absent", tmp_path / "empty"):
+        if src.name == "empty":
+            src.mkdir()
+        result = CliRunner().invoke(app, ["shard", "--src", str(src), "--task", task, "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and dead in result.output
+        assert str(src / cls) in result.output or str(src / "cifar-10-batches-py") in result.output
+        assert (not src.exists()) if src.name == "absent" else list(src.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no staging folder left, no --out
+
+
+def plant_hidden(root: Path) -> list[str]:
+    """A .DS_Store in every folder (as macOS's Finder leaves them), one hidden folder at the top."""
+    folders = [root] + [p for p in root.rglob("*") if p.is_dir()]
+    for folder in folders:
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return sorted([(f / ".DS_Store").relative_to(root).as_posix() for f in folders] + [".git"])
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "tiny", "mnist", "cifar10", "folders"])
+def test_a_hidden_entry_is_hidden_wherever_it_is(tmp_path, layout):
+    src = tmp_path / "src"
+    {"kaggle": lambda: write_kaggle(src), "tiny": lambda: write_tiny_imagenet(src), "mnist": lambda: write_mnist(src),
+     "cifar10": lambda: write_cifar10(src), "folders": lambda: write_class_folders(src, with_val=True)}[layout]()
+    planted = plant_hidden(src)
+    manifest = shard(src, tmp_path / "o", allow_skips=True)
+    reasons = {e["path"]: e["reason"] for e in manifest.ignored}
+    folders_left_out = [p for p, why in reasons.items() if why != "hidden" and (src / p).is_dir()]
+    for path in planted:  # listed as hidden, or inside a folder left out as a whole (Kaggle's test/)
+        inside = any(path.startswith(folder + "/") for folder in folders_left_out)
+        assert reasons.get(path) == ("hidden" if not inside else None), path
+    assert [p for p, why in reasons.items() if why == "hidden"] == [p for p in reasons if p in planted]
+    assert not [s for s in manifest.skipped if "/." in "/" + s.path]

@@ -16,8 +16,8 @@ from shared.stats import read_stats
 
 
 def test_stats_equal_numpy(tmp_path):
-    """Shards of 100 and 35 images: full 64-image chunks, then a partial one, then a shard
-    with only a partial one (prep/compute_stats.py accumulates per chunk)."""
+    """Every field of stats.json against numpy on the same pixels, decoded by Pillow (an
+    independent decoder); shards of 100 and 35 images, two workers."""
     write_class_folders(tmp_path / "src", classes=("a", "b", "c"), per_class=50)
     out = tmp_path / "o"
     write_dataset(read_source(tmp_path / "src", None), PrepConfig(src=tmp_path / "src", shard_size=100, workers=2),
@@ -31,6 +31,10 @@ def test_stats_equal_numpy(tmp_path):
     assert stats.image_count == len(pixels) == manifest.splits["train"].samples
     x = pixels.reshape(-1, 3).astype(np.float64)
     assert stats.pixel_count == len(x)
+    exact = pixels.reshape(-1, 3).astype(np.int64)
+    assert stats.sum_rgb == exact.sum(0).tolist()
+    assert stats.sum_outer_rgb == (exact.T @ exact).tolist()
+    np.testing.assert_allclose(stats.std_rgb, x.std(0), rtol=1e-10)  # numpy's float sums: 3e-12 off
     np.testing.assert_allclose(stats.mean_rgb, x.mean(0), rtol=1e-12)
     cov = np.cov(x, rowvar=False, bias=True)
     np.testing.assert_allclose(stats.covariance_rgb, cov, rtol=1e-9)

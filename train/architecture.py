@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from shared.manifest import MAX_PATCH_SIZE
+
 ARCH = "alexnet-krizhevsky-2012"
 # §3.3 hyper-parameters; LRN_SCALE is the paper's alpha = cuda-convnet's `scale` = Caffe's alpha.
 LRN_K, LRN_SIZE, LRN_SCALE, LRN_BETA = 2.0, 5, 1e-4, 0.75
@@ -31,6 +33,11 @@ class Architecture:
     crop: int = 224  # §4.1 input side
 
     def __post_init__(self):
+        for name, kind in (("lrn", str), ("conv1_padding", str), ("dropout_mode", str), ("towers", str),
+                           ("pool_size", int), ("crop", int), ("dropout", (int, float))):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{name} {value!r}: expected a {getattr(kind, '__name__', 'number')}")
         for name, allowed in (("lrn", LRN_MODES), ("conv1_padding", CONV1_PADDINGS),
                               ("dropout_mode", DROPOUT_MODES), ("towers", TOWERS)):
             if getattr(self, name) not in allowed:
@@ -39,8 +46,8 @@ class Architecture:
             raise ValueError(f"pool_size {self.pool_size}: expected 3 (§3.4) or 2 (non-overlapping)")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout {self.dropout}: expected 0 <= p < 1")
-        if self.crop < 64:
-            raise ValueError(f"crop {self.crop}: AlexNet needs inputs of at least 64 px")
+        if not 64 <= self.crop <= MAX_PATCH_SIZE:
+            raise ValueError(f"crop {self.crop}: AlexNet needs inputs of 64 to {MAX_PATCH_SIZE} px")
 
     def to_dict(self) -> dict:
         return asdict(self)

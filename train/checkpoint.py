@@ -17,7 +17,11 @@ import torch
 
 from shared.json_files import write_atomic
 
-from .architecture import ARCH
+from shared.manifest import MAX_PATCH_SIZE
+
+from .architecture import ARCH, Architecture
+from .config import TrainConfig
+from .model import AlexNet
 
 FORMAT = 2
 BEST, LAST = "best.pt", "last.pt"
@@ -67,7 +71,74 @@ def load_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path}: checkpoint format {state.get('format')}, this version reads {FORMAT} "
                          f"(written before checkpoints carried their class list); retrain, or evaluate it "
                          f"with the version that wrote it")
+    check_checkpoint(state, path)
     return state
+
+
+def _need(state: dict, key: str, kind, path):
+    value = state.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{path}: field {key!r} is {type(value).__name__} {str(value)[:40]!r}, expected "
+                         f"{getattr(kind, '__name__', kind)}")
+    return value
+
+
+def check_checkpoint(state: dict, path) -> None:
+    """Every field evaluate, predict and resume read, against what the code can handle: one
+    line naming the file and field. A crafted file (another architecture, an extra class,
+    `patch_size` "eighty" or 60000 -- 23.5 GB before the OOM killer) is refused here."""
+    try:
+        arch = Architecture(**_need(state, "architecture", dict, path))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: field 'architecture': {exc}") from None
+    classes = _need(state, "classes", list, path)
+    if not classes or _need(state, "num_classes", int, path) != len(classes):
+        raise ValueError(f"{path}: {len(classes)} classes, num_classes {state['num_classes']}")
+    for i, c in enumerate(classes):
+        if not (isinstance(c, (list, tuple)) and len(c) == 3 and c[0] == i and isinstance(c[1], (str, type(None)))
+                and isinstance(c[2], str)):
+            raise ValueError(f"{path}: classes[{i}] is {str(c)[:60]!r}, expected [{i}, wnid or None, name]")
+    patch = _need(state, "patch_size", int, path)
+    if not arch.crop <= patch <= MAX_PATCH_SIZE:
+        raise ValueError(f"{path}: patch_size {patch}, expected {arch.crop}..{MAX_PATCH_SIZE} (crop {arch.crop})")
+    check_normalization(_need(state, "normalization", dict, path), arch.crop, path)
+    check_weights(_need(state, "model", dict, path), len(classes), arch, path)
+    for key, kind in (("epoch", int), ("best_epoch", int), ("config", dict), ("optimizer", dict),
+                      ("schedule", dict), ("metrics_row", dict), ("best_error", (int, float))):
+        _need(state, key, kind, path)
+    try:
+        TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: field 'config': {exc}") from None
+
+
+def check_normalization(norm: dict, crop: int, path) -> None:
+    shapes = {"mean": [(3, crop, crop), (3, 1, 1)], "std": [(3, 1, 1)], "eigenvalues": [(3,)], "eigenvectors": [(3, 3)]}
+    for key, allowed in shapes.items():
+        t = norm.get(key)
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point() and tuple(t.shape) in allowed
+                and bool(torch.isfinite(t).all())):
+            raise ValueError(f"{path}: normalization[{key!r}] is not a finite float tensor of shape "
+                             f"{' or '.join(map(str, allowed))}")
+    if not bool((norm["std"] > 0).all()) or not bool((norm["eigenvalues"] >= 0).all()):
+        raise ValueError(f"{path}: normalization: std must be > 0 and eigenvalues >= 0")
+    if set(norm) != set(shapes):
+        raise ValueError(f"{path}: normalization holds {sorted(norm)}, expected {sorted(shapes)}")
+
+
+def check_weights(weights: dict, classes: int, arch: Architecture, path) -> None:
+    """The model's tensors are exactly those of the architecture the checkpoint names (built
+    on the meta device: no memory), finite."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in AlexNet(classes, arch).state_dict().items()}
+    got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in weights.items()}
+    if got != expected:
+        wrong = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+        raise ValueError(f"{path}: the model's tensors do not match its architecture ({len(wrong)} differ, first "
+                         f"{wrong[0]!r}: {got.get(wrong[0])} vs {expected.get(wrong[0])})")
+    bad = [k for k, v in weights.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: non-finite values in {bad[:3]} (a diverged run)")
 
 
 def first_line(exc: BaseException) -> str:

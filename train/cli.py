@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, fail
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail
 from .config import PRESETS, TrainConfig
 
 app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode=None,
@@ -59,16 +59,14 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
     if cfg.shards is None and cfg.task is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    from .loop import train  # heavy imports only when training
+    with error_boundary():
+        from .loop import train  # heavy imports only when training
 
-    try:
         results = train(cfg)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        fail(str(exc))
-    if results.get("error@1") is not None:
-        from .run_folder import format_table
+        if results.get("error@1") is not None:
+            from .run_folder import format_table
 
-        typer.echo(format_table([Path(results["run"])]))
+            typer.echo(format_table([Path(results["run"])]))
 
 
 train_command.__signature__ = inspect.Signature(
@@ -87,41 +85,36 @@ def evaluate(
     shards: Path = typer.Option(..., help="Dataset folder to evaluate on."),
     out: Optional[Path] = typer.Option(None, help="Folder for results.json and figures (default: the checkpoint's)."),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(TrainConfig.workers),
+    workers: int = typer.Option(TrainConfig.workers, min=0, max=256, help="Loader processes."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write Figure 3 and 4 PNGs."),
 ):
     """§4.1 10-view (and centre-crop) error@1/@5 of a checkpoint on val (holdout if no val);
     writes results.json (+ figure3_kernels.png, figure4_top5.png, figure4_neighbours.png)."""
-    from .evaluate_checkpoint import evaluate_checkpoint
+    with error_boundary():
+        from .evaluate_checkpoint import evaluate_checkpoint
+        from .run_folder import format_table
 
-    try:
         results = evaluate_checkpoint(checkpoint, shards, out or checkpoint.parent, device, workers, figures)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    from .run_folder import format_table
-
-    typer.echo(format_table([Path(results["run"])]))
+        typer.echo(format_table([Path(results["run"])]))
 
 
 @app.command()
 def table(runs: List[Path] = typer.Argument(..., help="Run folders holding results.json.")):
     """Markdown table of error@1/@5 over runs, beside the paper's and the PyTorch replication's."""
-    from .run_folder import format_table
+    with error_boundary():
+        from .run_folder import format_table
 
-    try:
         typer.echo(format_table(runs))
-    except FileNotFoundError as exc:
-        fail(str(exc))
 
 
 @app.command()
 def predict(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     checkpoint: Path = typer.Option(..., help="best.pt of a run (it carries classes and normalisation)."),
-    views: int = typer.Option(10, help="10 = §4.1's four corners, centre and mirrors; 1 = centre crop."),
+    views: int = typer.Option(10, min=1, max=10, help="10 = §4.1's four corners, centre and mirrors; 1 = centre crop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda:N."),
-    batch_size: int = typer.Option(32, help="Images per forward batch (x views crops)."),
+    batch_size: int = typer.Option(32, min=1, max=4096, help="Images per forward batch (x views crops)."),
 ):
     """Top-5 classes of each image, with the checkpoint's model and the paper's test-time
     pipeline. Exit status 0; 3 if some images could not be read (each named); 2 refused."""
@@ -131,22 +124,20 @@ def predict(
 
     if views not in (1, 10):
         fail(f"--views {views}: expected 1 or 10")
-    try:
+    with error_boundary():
         predictor = load_predictor(checkpoint, device)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    files = expand_paths(paths)
-    failed = 0
-    for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
-        failed += "error" in result
-        if as_json:
-            typer.echo(json.dumps(result))
-        elif "error" in result:
-            typer.secho(f"{result['path']}: {result['error']}", fg="red", err=True)
-        else:
-            typer.echo(result["path"])
-            for t in result["top5"]:
-                typer.echo(f"  {t['probability']:.3f}  {t['wnid'] or '':9s}  {t['name']}")
+        files = expand_paths(paths)
+        failed = 0
+        for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
+            failed += "error" in result
+            if as_json:
+                typer.echo(json.dumps(result))
+            elif "error" in result:
+                typer.secho(f"{result['path']}: {result['error']}", fg="red", err=True)
+            else:
+                typer.echo(result["path"])
+                for t in result["top5"]:
+                    typer.echo(f"  {t['probability']:.3f}  {t['wnid'] or '':9s}  {t['name']}")
     if failed:
         typer.secho(f"{failed} of {len(files)} images could not be read", fg="red", err=True)
         raise typer.Exit(DONE_WITH_SKIPS)
@@ -159,18 +150,16 @@ def figure1(
     quick: bool = typer.Option(False, "--quick", help="The README's chosen rates and one seed (21 min on 2 cores) "
                                                       "instead of the sweep and three seeds."),
     seeds: List[int] = typer.Option([1, 2, 3], "--seed", help="Seeds for the final runs (repeat the flag)."),
-    sweep_epochs: float = typer.Option(2.0, help="Epochs per rate in the sweep."),
+    sweep_epochs: float = typer.Option(2.0, min=0.5, max=100.0, help="Epochs per rate in the sweep."),
 ):
     """§3.1 Figure 1: a four-layer CNN with ReLUs vs tanh on CIFAR-10, epochs to 25% training
     error (the paper: six times faster with ReLUs)."""
     from .figure1 import MAX_EPOCHS, QUICK_RATES, SWEEP_RATES, describe_ratio, figure1 as run_figure1
 
-    try:
+    with error_boundary():
         result = run_figure1(shards, out, seeds[:1] if quick else seeds, QUICK_RATES if quick else None,
                              {nl: list(SWEEP_RATES) for nl in ("relu", "tanh")}, sweep_epochs,
                              MAX_EPOCHS)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
     s = result["summary"]
     typer.echo(f"epochs to 25% training error: ReLU {s['relu_epochs_to_25']}, tanh {s['tanh_epochs_to_25']}; "
                f"{describe_ratio(s)}; rates {result['rates']}; {result['wall_s']:.0f} s -> {out / 'figure1.png'}")

@@ -3,6 +3,7 @@ field's help names the paper section (or the code) behind it and its unit. The C
 (train/cli.py) derives one flag per field from this class and only overrides it."""
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -123,9 +124,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict):
+            raise ValueError(f"config is a {type(d).__name__}, expected an object")
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"config has unknown fields {unknown}; expected a subset of {sorted(known)}")
+        check_types(d, "config")
         paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
         return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in d.items()})
 
@@ -152,25 +156,61 @@ def check_choices(cfg: TrainConfig) -> None:
         raise ValueError(f"--task {cfg.task!r}: expected one of {', '.join(TASKS)}")
 
 
+def finite_in(value, low: float, high: float, low_open: bool = False) -> bool:
+    return math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+
+
 def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
+    """Every number within what the run can use, before anything starts: `--learn-rate inf`,
+    1e30 or `--pca-std 1e300` used to pass and end in a traceback after the first step."""
     rules = [
-        ("epochs", cfg.epochs >= 1, "at least 1"), ("batch_size", cfg.batch_size >= 1, "at least 1"),
-        ("learn_rate", cfg.learn_rate > 0, "positive"), ("bias_lr_mult", cfg.bias_lr_mult > 0, "positive"),
-        ("momentum", 0 <= cfg.momentum < 1, "in [0, 1)"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
-        ("lr_patience", cfg.lr_patience >= 1, "at least 1"), ("lr_min_delta", cfg.lr_min_delta >= 0, ">= 0"),
-        ("lr_drops", cfg.lr_drops >= 0, ">= 0"), ("dropout", 0 <= cfg.dropout < 1, "in [0, 1)"),
-        ("pool_size", cfg.pool_size in (2, 3), "3 (§3.4) or 2"), ("pca_std", cfg.pca_std >= 0, ">= 0"),
-        ("workers", cfg.workers >= 0, ">= 0"), ("shuffle_buffer", cfg.shuffle_buffer >= 1, "at least 1"),
-        ("eval_batch_size", cfg.eval_batch_size >= 1, "at least 1"),
-        ("steps_per_epoch", cfg.steps_per_epoch is None or cfg.steps_per_epoch >= 1, "at least 1"),
+        ("epochs", 1 <= cfg.epochs <= 100_000, "1..100,000"),
+        ("batch_size", 1 <= cfg.batch_size <= 1 << 20, "1..1,048,576"),
+        ("learn_rate", finite_in(cfg.learn_rate, 0, 100, low_open=True), "in (0, 100]"),
+        ("bias_lr_mult", finite_in(cfg.bias_lr_mult, 0, 100, low_open=True), "in (0, 100]"),
+        ("momentum", finite_in(cfg.momentum, 0, 1) and cfg.momentum < 1, "in [0, 1)"),
+        ("weight_decay", finite_in(cfg.weight_decay, 0, 1), "in [0, 1]"),
+        ("lr_patience", 1 <= cfg.lr_patience <= 1000, "1..1000"),
+        ("lr_min_delta", finite_in(cfg.lr_min_delta, 0, 100), "0..100 percentage points"),
+        ("lr_drops", 0 <= cfg.lr_drops <= 100, "0..100"),
+        ("dropout", finite_in(cfg.dropout, 0, 1) and cfg.dropout < 1, "in [0, 1)"),
+        ("pool_size", cfg.pool_size in (2, 3), "3 (§3.4) or 2"),
+        ("pca_std", finite_in(cfg.pca_std, 0, 10), "in [0, 10] (§4.1: 0.1)"),
+        ("seed", 0 <= cfg.seed < 2**63, ">= 0"),
+        ("workers", 0 <= cfg.workers <= 256, "0..256"),
+        ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000, "1..100,000 samples per worker"),
+        ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536, "1..65,536"),
+        ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9, "1..10^9"),
         ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size,
          f"between 64 and the shards' patch size {patch_size}"),
         ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls, "a template with '{name}'"),
+        ("device", valid_device(cfg.device), "auto, cpu, cuda or cuda:N"),
     ]
     for name, ok, wanted in rules:
         if not ok:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected {wanted}")
     cfg.milestones()
+
+
+def valid_device(name: str) -> bool:
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
+def check_types(values: dict, where: str) -> None:
+    """Each value of a config dict (a checkpoint's, a config.json) of its field's type."""
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in values.items():
+        hint = hints[name]
+        args = typing.get_args(hint)
+        allowed = tuple(a for a in args if a is not type(None)) if typing.get_origin(hint) is typing.Union else (hint,)
+        if value is None and type(None) in args:
+            continue
+        kinds = tuple({Path: str, float: (int, float)}.get(a, a) if typing.get_origin(a) is not Literal else str
+                      for a in allowed)
+        flat = tuple(k for kind in kinds for k in (kind if isinstance(kind, tuple) else (kind,)))
+        if not isinstance(value, flat) or (isinstance(value, bool) and bool not in flat):
+            raise ValueError(f"{where}: {name} {value!r} is a {type(value).__name__}, expected "
+                             f"{' or '.join(k.__name__ for k in flat)}")
 
 
 # Named like their flags (torchvision references' style): `--preset demo`.

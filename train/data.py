@@ -13,17 +13,20 @@ Eval: every shard once, split over ranks and workers; each sample counted once.
 from __future__ import annotations
 
 import random
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from shared.shards import IMAGE_MEMBER, LABEL_MEMBER, parse_label
+from shared.manifest import ShardUrl
+from shared.patch import decode_patch
+from shared.shards import IMAGE_MEMBER, LABEL_MEMBER, parse_label, shard_error
 
 from .augment import draw_crop
 
@@ -36,11 +39,26 @@ class SampleRules:
     classes: int
 
 
+def open_shard(url: str):
+    """A local shard is opened as a file; only a ShardUrl (--shard-urls) reaches webdataset's
+    URL handling, which runs `pipe:` commands."""
+    return wds.gopen(url) if isinstance(url, ShardUrl) else open(url, "rb")
+
+
 def read_tar_samples(urls: list[str]) -> Iterator[dict]:
-    """Raw samples of the given shards; webdataset's reader (files, pipe:, http URLs)."""
-    if not urls:  # an eval worker with no shard of its own (SimpleShardList rejects [])
-        return iter(())
-    return iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
+    """Raw samples of the given shards, one shard after another. A shard that is not a
+    readable tar (cut short after the start-up check, replaced) is an error naming it."""
+    for url in urls:
+        try:
+            stream = open_shard(url)
+        except OSError as exc:
+            raise shard_error(url, f"cannot be opened ({exc.strerror or exc})") from None
+        try:
+            yield from group_by_keys(tar_file_expander([{"url": str(url), "stream": stream}]))
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise shard_error(url, f"not a readable tar ({exc.args[0] if exc.args else type(exc).__name__})") from None
+        finally:
+            stream.close()
 
 
 def where(sample: dict) -> str:
@@ -52,7 +70,7 @@ def decode_hwc(data: bytes, place: str) -> np.ndarray:
     warnings ("premature end of data segment", "N extraneous bytes") into errors: torchvision's
     decode_jpeg and Pillow decode such files to grey or shifted regions without a word."""
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        return decode_patch(data)
     except ValueError as exc:
         raise ValueError(f"{place}: cannot be decoded ({exc}); re-run alexnet-prep on its source") from exc
 

@@ -35,16 +35,20 @@ def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: 
     return manifest, stats
 
 
-def check_shards(manifest: Manifest, root: Path, shard_urls: str | None, verify_checksums: bool) -> None:
-    """Every local shard of every split: size, member names and count (tar index), and
-    sha256 with --verify-checksums. Shards read through --shard-urls cannot be checked here:
-    run `alexnet-prep verify` where they live."""
+def check_shards(manifest: Manifest, root: Path, shard_urls: str | None, verify_checksums: bool,
+                 splits: list[str] | None = None) -> None:
+    """Every local shard of every split (or of `splits`): size, member names and count (tar
+    headers), and sha256 with --verify-checksums. Shards read through --shard-urls cannot be
+    checked here: run `alexnet-prep verify` where they live."""
     if shard_urls is not None:
-        print(f"note: shards come from {shard_urls!r}; their sizes and checksums are not checked here "
-              f"(run alexnet-prep verify where they are stored)", file=sys.stderr)
+        if splits is None:
+            print(f"note: shards come from {shard_urls!r}; their sizes and checksums are not checked here "
+                  f"(run alexnet-prep verify where they are stored)", file=sys.stderr)
         return
     jobs = []
     for split, info in manifest.splits.items():
+        if splits is not None and split not in splits:
+            continue
         for name, samples, size, digest in zip(info.shards, info.shard_samples, info.shard_bytes,
                                                info.shard_sha256):
             jobs.append((root / name, samples, size, digest if verify_checksums else None))
@@ -54,6 +58,14 @@ def check_shards(manifest: Manifest, root: Path, shard_urls: str | None, verify_
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ValueError(f"{len(problems)} shards do not match {root}/manifest.json: " + "; ".join(problems[:5])
                          + more + ". Re-run alexnet-prep shard, or copy the dataset again (alexnet-prep verify).")
+
+
+def check_evaluated(split: str, seen: int, manifest: Manifest, root: Path) -> None:
+    """An evaluation saw every sample the manifest lists, or a shard changed under the run."""
+    expected = manifest.splits[split].samples
+    if seen != expected:
+        raise ValueError(f"{split}: evaluated {seen} samples, {root}/manifest.json lists {expected}: a shard changed "
+                         f"while the run was going; `alexnet-prep verify --shards {root}` names it")
 
 
 def eval_shortfall(task: str, split: str, samples: int) -> dict | None:

@@ -18,6 +18,8 @@ from .model import AlexNet, Architecture
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: str, workers: int,
                         figures: bool) -> dict:
     start = time.perf_counter()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a folder for results.json and the figures")
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
     manifest, _ = load_dataset(shards)
     check_classes(state, manifest.class_table(), checkpoint)

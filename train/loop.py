@@ -19,15 +19,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from shared.exit_status import RunStopped, describe_os_error
 from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
 
 from .augment import DeviceAugment, InputStats, centre_crop, ten_views
-from .checkpoint import (BEST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
+from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
                          remove_partial_writes, restore_best, save_epoch_checkpoints)
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
-from .dataset import dataset_input_stats, eval_shortfall, load_dataset
+from .dataset import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
@@ -129,7 +130,8 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
             bar.set_postfix(loss=f"{loss.item():.3f}")
     loss = all_reduce_sum([float(loss_sum) / steps], device, d)[0] / d.world
     if not math.isfinite(loss):
-        raise FloatingPointError(f"epoch {epoch}: training loss is {loss}; lower --learn-rate")
+        raise ValueError(f"epoch {epoch}: training loss is {loss} (the run diverged); lower --learn-rate, or "
+                         f"--resume the last.pt of an earlier epoch with a lower one")
     return {"loss": loss, "images_per_s": images_seen / (time.perf_counter() - start)}
 
 
@@ -166,11 +168,21 @@ def train(cfg: TrainConfig) -> dict:
     try:
         run = setup_run(cfg, device, d)
         wall_start = time.perf_counter()
-        for epoch in range(run.start_epoch, run.epochs):
-            run_epoch(run, epoch)
+        try:
+            for epoch in range(run.start_epoch, run.epochs):
+                run_epoch(run, epoch)
+        except OSError as exc:  # disk full or read-only at a checkpoint, a shard gone: what to resume from
+            raise RunStopped(f"{describe_os_error(exc)}; {resume_advice(run)}") from None
         return finish(run, time.perf_counter() - wall_start)
     finally:
         close_distributed(d)
+
+
+def resume_advice(run: Run) -> str:
+    last = run.folder / LAST if run.folder is not None else None
+    if last is not None and last.is_file():
+        return f"fix that, then continue with --resume {last} (the last completed epoch is kept there)"
+    return "no epoch was completed and saved yet: fix that and start the run again"
 
 
 def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
@@ -265,9 +277,8 @@ def run_epoch(run: Run, epoch: int) -> None:
     holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
     held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp, d=d,
                     desc="holdout")
-    if not cfg.fast_dev_run and held["samples"] != run.manifest.splits["holdout"].samples:
-        raise RuntimeError(f"holdout evaluated {held['samples']} samples, manifest says "
-                           f"{run.manifest.splits['holdout'].samples}")
+    if not cfg.fast_dev_run:
+        check_evaluated("holdout", held["samples"], run.manifest, cfg.shards)
     drop = run.schedule.step(epoch, held["error@1"])
     improved = held["error@1"] < run.best_error
     if improved:
@@ -326,6 +337,9 @@ def train_stream(run: Run, epoch: int) -> TrainStream:
 
 
 def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, device: torch.device):
+    """Every sample of `split`, its shards checked again first (sizes and tar headers: a
+    shard replaced since the start is named now, not after a whole evaluation)."""
+    check_shards(manifest, Path(cfg.shards), cfg.shard_urls, False, splits=[split])
     urls = manifest.shard_paths(cfg.shards, split, cfg.shard_urls)
     limit = FAST_DEV_STEPS * cfg.eval_batch_size if cfg.fast_dev_run else None
     dataset = EvalShards(urls, SampleRules(manifest.patch_size, manifest.num_classes), d.rank, d.world, limit)
@@ -362,9 +376,8 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
     for views, prefix in ((1, "centre_"), (10, "")):  # the paper reports the 10-view figures
         m = evaluate(model, loader, augment, device=device, crop=cfg.crop, views=views, amp=amp, d=d,
                      desc=f"{split} {views}-view")
-        if not cfg.fast_dev_run and m["samples"] != manifest.splits[split].samples:
-            raise RuntimeError(f"{split} evaluated {m['samples']} samples, manifest says "
-                               f"{manifest.splits[split].samples}")
+        if not cfg.fast_dev_run:
+            check_evaluated(split, m["samples"], manifest, cfg.shards)
         metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], "samples": m["samples"]})
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
     results = {"task": manifest.task, "split": split, "metrics": metrics}

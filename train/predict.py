@@ -10,6 +10,8 @@ size, centre square), then the centre crop or the ten views, softmax averaged.
 """
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ class Predictor:
 
     def patch_of(self, path: Path) -> torch.Tensor:
         """uint8 (3, patch, patch): the patch prep would have stored for this file."""
+        kind = os.stat(path).st_mode
+        if not stat.S_ISREG(kind):  # a FIFO would block the read forever
+            raise ValueError(f"not a regular file ({file_kind(kind)}): not read")
         img, _ = image_to_patch(Path(path).read_bytes(), self.patch)
         return torch.from_numpy(np.array(img)).permute(2, 0, 1)  # a writable copy
 
@@ -66,14 +71,30 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
                      autocast_for(dev, cfg.precision))
 
 
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders recursively, image files only, sorted."""
+    """Files as given; folders recursively (links to folders not followed), sorted: image
+    files, and every entry that is not a regular file, so that it is named (and skipped)
+    rather than dropped without a word."""
     out = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+        if not p.is_dir():
             out.append(p)
+            continue
+        found = []
+        for folder, _, names in os.walk(p):
+            for name in names:
+                f = Path(folder) / name
+                if f.suffix.lower() in IMAGE_SUFFIXES or not f.is_file():
+                    found.append(f)
+        out += sorted(found)
     return out
 
 

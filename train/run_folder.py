@@ -29,10 +29,14 @@ def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
     """A new run's folder; one holding another run's records is refused (appending to its
     metrics.jsonl or replacing its best.pt would mix two runs)."""
     run = logdir / (name or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    for folder in (logdir, run):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file, not a folder: pass another --logdir or --run-name")
     taken = [n for n in (METRICS_NAME, "last.pt", "best.pt", RESULTS_NAME) if (run / n).exists()]
     if taken:
-        raise FileExistsError(f"{run} already holds a run ({', '.join(taken)}): pass another --run-name, or "
-                              f"--resume {run / 'last.pt'} to continue it")
+        advice = (f"or --resume {run / 'last.pt'} to continue it" if (run / "last.pt").is_file()
+                  else "or delete it (it holds no last.pt to resume from)")
+        raise FileExistsError(f"{run} already holds a run ({', '.join(taken)}): pass another --run-name, {advice}")
     run.mkdir(parents=True, exist_ok=True)
     return run
 
