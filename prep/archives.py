@@ -1,5 +1,7 @@
 """Datasets read straight from the archives users download: `--src imagenet.zip`,
-`tiny-imagenet-200.zip`, `cifar-10-python.tar.gz`. No unzip step, no second copy on disk.
+`tiny-imagenet-200.zip`, `cifar-10-python.tar.gz`, or a --src folder holding archives
+(ILSVRC2012_img_train.tar, Hugging Face's train_images_0.tar.gz): no unzip step, no second
+copy on disk. `resolve` follows a path under --src into an archive.
 
 `ArchivePath` behaves like the pathlib.Path the layout readers use (`/`, name, stem, suffix,
 parent, is_file, is_dir, iterdir, read_bytes, read_text), so every layout reads archives and
@@ -8,8 +10,7 @@ from an archive are byte-identical to shards from the extracted tree.
 
 - zip: an index of the central directory (dir -> children) is built once; each worker
   process opens its own handle (a zip allows random access) and reads its members.
-- tar.gz: one sequential pass reads every member into memory (CIFAR's archives: 163 and
-  161 MB); meant for those, not for ImageNet-sized tars.
+- tar and tar.gz: prep/tar_archives.py (by offset, and by streaming).
 
 Untrusted archives: a member whose name is absolute or climbs with `..`, a name that appears
 twice, a link or device member, or a member declaring more than MAX_MEMBER_BYTES or a
@@ -23,12 +24,12 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB: ImageNet's largest image is ~20 MB, a CIFAR batch ~31 MB
 MAX_RATIO = 200  # deflate rarely exceeds ~10x on images and pickles; bombs reach 1000x+
 RATIO_FLOOR = 1 << 20  # members below 1 MiB are never bombs, whatever their ratio
-ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 # What zipfile and zlib raise for a damaged member: encrypted (RuntimeError), bad CRC and a
 # local name that differs from the central directory's (BadZipFile), bad deflate data
 # (zlib.error), deflate64 and other methods (NotImplementedError), cut short (EOFError).
@@ -52,8 +53,15 @@ def is_archive(path) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def clean_name(name: str) -> str:
+    """A member's name as the tree holds it ("./a//b/" -> "a/b")."""
+    return "/".join(PurePosixPath(name).parts)
+
+
 class Archive:
     """The members of one archive file as a tree: dirs -> sorted child names."""
+
+    streamed = False  # True: image members are read by a streaming pass, not one at a time
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -68,7 +76,7 @@ class Archive:
         if name.startswith("/") or ".." in parts or not parts:
             self.problems.append((name, "unsafe member name (absolute or '..'): never read"))
             return
-        clean = "/".join(parts)
+        clean = clean_name(name)
         if clean in self._seen:
             if is_dir and clean in self.children and clean not in self.files:
                 return  # a folder entry repeated: harmless
@@ -122,75 +130,41 @@ class ZipArchive(Archive):
 
 
 
-class CountingReader(io.RawIOBase):
-    """A file that counts the bytes read from it: the compressed position of a gzip stream."""
-
-    def __init__(self, f):
-        self.f, self.count = f, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self.f.readinto(buffer)
-        self.count += n or 0
-        return n
-
-
-class TarGzArchive(Archive):
-    """One sequential pass: every member read into memory (CIFAR's archives), each one
-    checked against the bomb limits as it is inflated -- a member that inflates past
-    MAX_RATIO times the compressed bytes it consumed (once past 1 MiB) is dropped at once."""
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        with open(path, "rb") as raw:
-            counter = CountingReader(raw)
-            try:
-                with tarfile.open(fileobj=io.BufferedReader(counter, 1 << 16), mode="r|gz") as tar:
-                    for member in tar:
-                        self._member(tar, member, counter)
-            except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-                raise ValueError(f"{path}: damaged tar.gz ({type(exc).__name__}: {exc})") from None
-        self._finish()
-
-    def _member(self, tar, member, counter) -> None:
-        if member.isdir():
-            self._add(member.name, True, None)
-        elif not member.isfile():
-            self.problems.append((member.name, "link or special member: not read"))
-        elif member.size > MAX_MEMBER_BYTES:
-            self.problems.append((member.name, bomb_problem(member.size, 0)))
-        else:
-            data = self._inflate(tar.extractfile(member), member, counter)
-            if data is not None:
-                self._add(member.name, False, data)
-
-    def _inflate(self, f, member, counter) -> bytes | None:
-        start, chunks, got = counter.count, [], 0
-        while chunk := f.read(1 << 20):
-            chunks.append(chunk)
-            got += len(chunk)
-            problem = bomb_problem(got, max(1, counter.count - start))
-            if problem:
-                self.problems.append((member.name, f"inflates past {MAX_RATIO}x its compressed size: not read"))
-                while f.read(1 << 20):  # skip the rest without keeping it
-                    pass
-                return None
-        return b"".join(chunks)
-
-    def read(self, name: str) -> bytes:
-        return self.files[name]
-
-
 _OPEN: dict[str, Archive] = {}  # forked workers inherit these: the index is built once
 
 
 def open_archive(path) -> Archive:
     key = os.path.abspath(path)
     if key not in _OPEN:
-        _OPEN[key] = ZipArchive(key) if key.lower().endswith(".zip") else TarGzArchive(key)
+        from .tar_archives import TarArchive, TarGzArchive  # they build on this module
+
+        kind = {".zip": ZipArchive, ".tar": TarArchive}.get(os.path.splitext(key)[1].lower(), TarGzArchive)
+        _OPEN[key] = kind(key)
     return _OPEN[key]
+
+
+def archives_under(src) -> list[tuple[str, "Archive"]]:
+    """(path prefix, archive) of every archive read for this --src: the --src archive itself
+    (members named as they are), or archives inside a --src folder ("<file>/<member>")."""
+    if isinstance(src, ArchivePath):
+        return [("", src.archive)]
+    root = os.path.abspath(src)
+    return [(os.path.relpath(path, root) + "/", archive) for path, archive in sorted(_OPEN.items())
+            if os.path.commonpath([path, root]) == root]
+
+
+def resolve(root, rel: str):
+    """`root / rel`, where `rel` may pass through an archive file under a --src folder
+    ("ILSVRC2012_img_train.tar/n01440764.tar/n01440764_10026.JPEG"): the rest is a member."""
+    if isinstance(root, ArchivePath):
+        return root / rel
+    parts = rel.split("/")
+    for i in range(len(parts) - 1):
+        if is_archive(parts[i]):
+            candidate = Path(root, *parts[:i + 1])
+            if candidate.is_file():
+                return ArchivePath(open_archive(candidate), "/".join(parts[i + 1:]))
+    return Path(root, rel)
 
 
 class ArchivePath:

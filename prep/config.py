@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shared.manifest import MAX_PATCH_SIZE, TASKS as NAMED_TASKS
 
-TASKS = NAMED_TASKS + ("folder",)  # layouts --task accepts
+TASKS = NAMED_TASKS + ("imagenetv2", "folder")  # layouts --task accepts
 RESAMPLERS = ("bilinear", "bicubic", "lanczos")
 
 # Holdout sizes of the PyTorch replication (README, "Sources"), capped at 10% of train.

@@ -9,10 +9,12 @@ from shared.manifest import ClassInfo, Skip
 from shared.patch import IMAGE_SUFFIXES
 from shared.shards import sanitize_key
 
-from .archives import ARCHIVE_SUFFIXES, ArchivePath, archive_root, is_archive
+from .archives import ARCHIVE_SUFFIXES, archive_root, archives_under, is_archive
 from .cifar_layout import CIFAR_TASKS, find_cifar_dir, read_cifar_dataset
 from .config import TASKS
 from .idx_layout import IDX_TASKS, find_idx_dir, read_idx_dataset
+from .ilsvrc import (is_huggingface, is_ilsvrc_archives, is_imagenet_folders, is_imagenetv2, read_huggingface,
+                     read_ilsvrc_archives, read_imagenet_folders, read_imagenetv2)
 from .imagenet_layouts import (is_kaggle_imagenet, is_tiny_imagenet, read_kaggle_imagenet,
                                read_tiny_imagenet)
 from .sources import (Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, is_hidden, list_folder,
@@ -20,6 +22,10 @@ from .sources import (Item, Source, Tree, account_tree, ensure_unique_keys, igno
 
 LOOKED_FOR = (
     "  imagenet       Kaggle ILSVRC archive: LOC_synset_mapping.txt + ILSVRC/Data/CLS-LOC/train/<wnid>/\n"
+    "                 image-net.org's ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar + ILSVRC2012_devkit_t12.tar.gz\n"
+    "                 train/<wnid>/*.JPEG (+ val/<wnid>/) as the torchvision references use\n"
+    "                 Hugging Face imagenet-1k: train_images_N.tar.gz, val_images.tar.gz\n"
+    "  imagenetv2     imagenetv2-<variant>-format-val/<class index>/<sha1>.jpeg (or its .tar.gz)\n"
     "  tiny-imagenet  wnids.txt + train/<wnid>/images/\n"
     "  mnist          MNIST/raw/ (or raw/ or the folder itself) with train-images-idx3-ubyte[.gz]\n"
     "                 (or train-images.idx3-ubyte[.gz]; any case)\n"
@@ -29,14 +35,23 @@ LOOKED_FOR = (
     "  folder         <class>/<image>, or train/<class>/<image> with optional val/<class>/<image>")
 
 
+# ILSVRC-2012's forms, in the order they are recognised: (layout, test, reader)
+IMAGENET_FORMS = [("kaggle-imagenet", is_kaggle_imagenet, read_kaggle_imagenet),
+                  ("ilsvrc-archives", is_ilsvrc_archives, read_ilsvrc_archives),
+                  ("huggingface", is_huggingface, read_huggingface),
+                  ("imagenet-folders", is_imagenet_folders, read_imagenet_folders)]
+
+
 def detect_task(src: Path) -> str:
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src}: no such folder. Give --task to download "
                                 f"mnist, fashion-mnist, cifar10 or cifar100 there.")
-    if is_kaggle_imagenet(src):
-        return "imagenet"
-    if is_tiny_imagenet(src):
+    if is_tiny_imagenet(src):  # before the folder form: its train/ holds wnid folders too
         return "tiny-imagenet"
+    if any(test(src) for _, test, _ in IMAGENET_FORMS):
+        return "imagenet"
+    if is_imagenetv2(src):
+        return "imagenetv2"
     for task in CIFAR_TASKS:
         if find_cifar_dir(src, task):
             return task
@@ -51,6 +66,13 @@ def detect_task(src: Path) -> str:
         return "folder"
     raise ValueError(f"--src {src}: no known layout found. Looked for:\n{LOOKED_FOR}\n"
                      f"Pass --task ({'|'.join(TASKS)}) to force one.")
+
+
+def read_imagenet(src) -> Source:
+    for _, test, reader in IMAGENET_FORMS:
+        if test(src):
+            return reader(src)
+    raise ValueError(f"--src {src}: none of ILSVRC-2012's forms. Expected:\n{LOOKED_FOR}")
 
 
 def idx_task_from_name(name: str) -> list[str]:
@@ -84,21 +106,22 @@ def read_source(src: Path, task: str | None) -> Source:
     elif not src.is_dir():
         raise FileNotFoundError(f"--src {src}: no such folder")
     elif task == "imagenet":
-        if not is_kaggle_imagenet(src):
-            raise ValueError(f"--src {src}: not the Kaggle ImageNet layout. Expected:\n{LOOKED_FOR}")
-        source = read_kaggle_imagenet(src)
+        source = read_imagenet(src)
+    elif task == "imagenetv2":
+        source = read_imagenetv2(src)
     elif task == "tiny-imagenet":
         if not is_tiny_imagenet(src):
             raise ValueError(f"--src {src}: not the tiny-imagenet-200 layout. Expected:\n{LOOKED_FOR}")
         source = read_tiny_imagenet(src)
     else:
         source = read_class_folders(src)
-    if not source.items.get("train"):
-        raise ValueError(f"--src {src}: no labelled training images found for layout {source.layout} "
-                         f"({len(source.skipped)} inputs skipped)")
+    needed = "val" if source.layout == "imagenetv2" else "train"  # ImageNetV2 is a test set only
+    if not source.items.get(needed):
+        raise ValueError(f"--src {src}: no labelled {'training' if needed == 'train' else 'test'} images found for "
+                         f"layout {source.layout} ({len(source.skipped)} inputs skipped)")
     source.items = ensure_unique_keys(source.items)  # unique across the whole dataset
-    if isinstance(src, ArchivePath):  # members never read: unsafe names, duplicates, links, bombs
-        source.skipped += [Skip(name, "archive", why) for name, why in src.archive.problems]
+    for prefix, archive in archives_under(src):  # members never read: unsafe names, duplicates, links, bombs
+        source.skipped += [Skip(prefix + name, "archive", why) for name, why in archive.problems]
     return source
 
 

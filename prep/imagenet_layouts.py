@@ -44,29 +44,30 @@ def read_kaggle_mapping(path: Path) -> list[ClassInfo]:
 
 
 def read_class_folders(source: Source, train_dir: Path, by_wnid: dict[str, int], mapping_name: str,
-                       images_subdir: str = "") -> list[Item]:
-    """`train_dir/<wnid>/[images_subdir/]<image>`: every entry a sample, a skip or ignored."""
+                       images_subdir: str = "", folder_wnid=lambda name: name, split: str = "train") -> list[Item]:
+    """`train_dir/<wnid>/[images_subdir/]<image>`: every entry a sample, a skip or ignored.
+    `folder_wnid` reads the wnid from a folder's name (the official train tar: "n01440764.tar")."""
     items = []
     listing = list_folder(train_dir, source.root)
-    account_tree(source, Tree(hidden=listing.hidden, problems=listing.problems), "train")
+    account_tree(source, Tree(hidden=listing.hidden, problems=listing.problems), split)
     for path in listing.files:
-        source.skip(path, "train", "not inside a class folder")
+        source.skip(path, split, "not inside a class folder")
     for folder in listing.dirs:
-        label = by_wnid.get(folder.name)
+        label = by_wnid.get(folder_wnid(folder.name))
         images = folder / images_subdir if images_subdir else folder
         tree = walk(images, source.root)
         has_images = any(p.parent == images for p in tree.files)
         if label is not None and not has_images:
             tree.empty_dirs = [d for d in tree.empty_dirs if d != images]
-            source.ignore(folder, f"class {folder.name} has no training images")
-        account_tree(source, tree, "train")
+            source.ignore(folder, f"class {folder.name} has no {'training' if split == 'train' else split} images")
+        account_tree(source, tree, split)
         if images_subdir:
             ignore_rest(source, folder, {images_subdir}, f"not under {images_subdir}/ (tiny-imagenet keeps boxes there)")
         for path in tree.files:
             if label is None:
-                source.skip(path, "train", f"class folder {folder.name!r} is not in {mapping_name}")
+                source.skip(path, split, f"class folder {folder.name!r} is not in {mapping_name}")
             elif path.parent != images:
-                source.skip(path, "train", f"in a subfolder of class folder {folder.name}/ (the layout has none)")
+                source.skip(path, split, f"in a subfolder of class folder {folder.name}/ (the layout has none)")
             else:
                 items.append(Item(sanitize_key(path.stem), label, relative(path, source.root)))
     return items

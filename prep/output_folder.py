@@ -26,6 +26,7 @@ from shared.shards import SHARD_PATTERN, file_sha256, shard_problem
 from shared.stats import MEAN_IMAGE_NAME, STATS_NAME
 
 INFO_DIR = ".shard-info"
+STORE = ".patches"  # phase 1's patches of images in streamed archives (prep/streamed_patches.py)
 PLAN_NAME = "plan.json"
 LOCK_NAME = ".lock"
 
@@ -105,6 +106,7 @@ def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
                     MANIFEST_NAME, STATS_NAME, MEAN_IMAGE_NAME):
                 path.unlink()
         shutil.rmtree(out / INFO_DIR, ignore_errors=True)
+        shutil.rmtree(out / STORE, ignore_errors=True)
     (out / INFO_DIR).mkdir(parents=True, exist_ok=True)
     plan_path = out / INFO_DIR / PLAN_NAME
     if plan_path.exists():
@@ -115,5 +117,6 @@ def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:
                              f"({', '.join(changed)}); pass --overwrite to start again")
     else:
         write_json_atomic(plan_path, fingerprint)
-    for stale in list(out.glob("*.tmp")) + list((out / INFO_DIR).glob("*.tmp")):
-        stale.unlink()  # left by a killed run; nobody else writes here while we hold the lock
+    for folder in (out, out / INFO_DIR, out / STORE, out / STORE / INFO_DIR):
+        for stale in folder.glob("*.tmp"):
+            stale.unlink()  # left by a killed run; nobody else writes here while we hold the lock

@@ -65,13 +65,18 @@ def split_holdout(items: list[Item], count: int, seed: int) -> tuple[list[Item],
 
 
 def plan_shards(source: Source, cfg: PrepConfig) -> list[ShardTask]:
-    train = source.items["train"]
-    n_holdout = holdout_size(source.task, len(train), cfg.holdout)
-    train, holdout = split_holdout(train, n_holdout, cfg.seed)
-    random.Random(cfg.seed + 1).shuffle(train)  # every train shard mixes classes
-    splits = {"train": train, "holdout": holdout}
-    if "val" in source.items:
-        splits["val"] = source.items["val"]
+    """Items in key order first, so that every form of a dataset (ImageNet's Kaggle folders,
+    its official tars, Hugging Face's archives) gives the same holdout and the same shards,
+    whatever order its listing came in."""
+    items = {split: sorted(listed, key=lambda it: it.key) for split, listed in source.items.items()}
+    splits: dict[str, list[Item]] = {}
+    if "train" in items:  # an evaluation-only set (ImageNetV2) has none
+        n_holdout = holdout_size(source.task, len(items["train"]), cfg.holdout)
+        train, holdout = split_holdout(items["train"], n_holdout, cfg.seed)
+        random.Random(cfg.seed + 1).shuffle(train)  # every train shard mixes classes
+        splits = {"train": train, "holdout": holdout}
+    if "val" in items:
+        splits["val"] = items["val"]
     tasks = []
     for split, items in splits.items():
         for index, start in enumerate(range(0, len(items), cfg.shard_size)):

@@ -57,8 +57,10 @@ def relative(path, root) -> str:
     """`path` relative to --src, POSIX style ("" for --src itself); folders or archives. A
     name that is not UTF-8 comes out escaped (`\\xff.jpg`): such files are skips (list_folder),
     and the manifest names them in plain text."""
-    if isinstance(path, ArchivePath):
+    if isinstance(path, ArchivePath) and isinstance(root, ArchivePath):
         rel = str(path.relative_to(root))
+    elif isinstance(path, ArchivePath):  # a member of an archive in a --src folder
+        rel = "/".join(p for p in (Path(os.path.relpath(path.archive.path, root)).as_posix(), path.member) if p)
     else:
         rel = Path(os.path.relpath(path, root)).as_posix()
     rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import multiprocessing
 import os
 import signal
@@ -71,8 +72,9 @@ def _kill_workers() -> None:
 def run_jobs(fn: Callable, jobs: Iterable, workers: int, on_result: Callable, what: str, resume: str) -> None:
     """`on_result(fn(job))` for every job (in completion order), in `workers` processes
     (forked: they inherit the imported modules; nothing here holds threads or CUDA) or in
-    this one. `what` names the work in messages, `resume` says how to continue."""
-    jobs = list(jobs)
+    this one. `jobs` may be a lazy iterable: at most 2 x workers are taken ahead of the
+    results (a streamed archive's runs of images stay bounded in memory). `what` names the
+    work in messages, `resume` says how to continue."""
     with stop_on_signals():
         try:
             if workers <= 1:
@@ -89,9 +91,11 @@ def _run_in_pool(fn, jobs, workers, on_result, what, resume) -> None:
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=worker_init, initargs=(os.getpid(),))
     try:
-        pending = {pool.submit(fn, job) for job in jobs}
+        jobs = iter(jobs)
+        pending = {pool.submit(fn, job) for job in itertools.islice(jobs, 2 * workers)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            pending |= {pool.submit(fn, job) for job in itertools.islice(jobs, len(done))}
             for future in done:
                 on_result(future.result())
     except BrokenProcessPool:

@@ -8,6 +8,7 @@ resume.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
 from shared.patch import encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from shared.shards import AtomicShardWriter, Sample
 
+from .archives import resolve
 from .cifar_layout import read_cifar_image
 from .config import PrepConfig
 from .idx_layout import read_idx_image
 from .output_folder import INFO_DIR, OutputLock, prepare_output, read_record, shard_is_done, write_record
 from .plan import ShardTask, plan_fingerprint, plan_shards
 from .sources import Item, Source
+from .streamed_patches import PATCHES, make_patches, phase_one_skips, read_patch, remove_store
 from .worker_pool import run_jobs
 
 # Exceptions that mean "this input is bad", not "this program is broken": Pillow raises
@@ -38,14 +41,34 @@ ARRAY_READERS = {"idx": read_idx_image, "cifar-pickle": read_cifar_image}  # lay
 RESUME = "completed shards are kept and checked: run the same command again to resume"
 
 
-def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample:
-    if item.member >= 0:
-        img = ARRAY_READERS[layout](src, item)
-        original = img.size
-        patch = resize_centre_crop(img.convert("RGB"), cfg.size, cfg.resample)
-    else:
-        patch, original = image_to_patch((src / item.source).read_bytes(), cfg.size, cfg.resample, cfg.max_pixels)
+def image_sample(item: Item, data: bytes, cfg: PrepConfig) -> Sample:
+    patch, original = image_to_patch(data, cfg.size, cfg.resample, cfg.max_pixels)
     meta = {"class": None, "source": item.source, "width": original[0], "height": original[1]}
+    return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
+
+
+def unreadable(exc: BaseException) -> str:
+    return f"unreadable or not a decodable image: {type(exc).__name__}: {exc}"
+
+
+def patch_or_skip(item: Item, data: bytes, cfg: PrepConfig) -> tuple[Sample | None, str | None]:
+    """Phase 1 of a streamed archive (prep/streamed_patches.py): the sample, or why not."""
+    try:
+        return image_sample(item, data, cfg), None
+    except BAD_INPUT_ERRORS as exc:
+        return None, unreadable(exc)
+
+
+def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample | None:
+    """The item's sample; None for an image phase 1 already skipped (and recorded)."""
+    if item.key in PATCHES:  # decoded in phase 1 from a streamed archive
+        stored = read_patch(item.key)
+        return None if stored is None else Sample(item.key, stored[0], item.label, json.loads(stored[1]))
+    if item.member < 0:
+        return image_sample(item, resolve(src, item.source).read_bytes(), cfg)
+    img = ARRAY_READERS[layout](src, item)
+    patch = resize_centre_crop(img.convert("RGB"), cfg.size, cfg.resample)
+    meta = {"class": None, "source": item.source, "width": img.size[0], "height": img.size[1]}
     return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
 
 
@@ -57,11 +80,11 @@ def write_one_shard(args) -> tuple[str, int]:
             try:
                 sample = process_item(src, layout, item, cfg)
             except BAD_INPUT_ERRORS as exc:
-                skips.append({"path": item.source, "split": task.split,
-                              "reason": f"unreadable or not a decodable image: {type(exc).__name__}: {exc}"})
+                skips.append({"path": item.source, "split": task.split, "reason": unreadable(exc)})
                 continue
-            sample.meta["class"] = class_labels[item.label]
-            writer.write(sample)
+            if sample is not None:
+                sample.meta["class"] = class_labels[item.label]
+                writer.write(sample)
     write_record(out, task.name, writer.count, skips)
     return task.name, len(task.items)
 
@@ -99,6 +122,7 @@ def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepC
         split.shard_bytes.append(record["bytes"])
         split.shard_sha256.append(record["sha256"])
         skipped += [Skip(**s) for s in record["skipped"]]
+    skipped += [Skip(**s) for s in phase_one_skips(out)]
     prep = cfg.to_dict()
     for volatile in ("workers", "part", "overwrite", "allow_skips", "out"):
         prep.pop(volatile)
@@ -123,6 +147,8 @@ def write_dataset(source: Source, cfg: PrepConfig, out: Path) -> Manifest | None
         if len(todo) < len(mine):
             print(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already complete (size, sha256 and "
                   f"sample count checked)", file=sys.stderr)
+        if todo and not make_patches(source, out, cfg, patch_or_skip, part):
+            return None  # other parts' images are still to be decoded
         if todo:
             run_tasks(todo, source, out, cfg)
             done |= {t.name for t in todo}
@@ -134,4 +160,5 @@ def write_dataset(source: Source, cfg: PrepConfig, out: Path) -> Manifest | None
             return None
         manifest = build_manifest(source, tasks, out, cfg, flavour)
         write_manifest(manifest, out)
+        remove_store(out)  # the streamed archives' patches are in the shards now
     return manifest

@@ -161,6 +161,7 @@ class Run:
 
 
 def train(cfg: TrainConfig) -> dict:
+    cfg = cfg.resolved()  # every option checked before anything starts
     device = resolve_device(cfg.device)
     d = init_distributed(device.type)
     if device.type == "cuda" and d.enabled:
