@@ -63,3 +63,20 @@ def test_archive_throughput_runs(tmp_path):
             random_image(rng, 120, 90).save(src / c / f"{i}.jpg", quality=90)
     out = run_script("bench/archive_throughput.py", "--src", str(src), "--repeats", "1", "--workers", "1")
     assert "| zip, stored |" in out and "| zip, deflated |" in out
+
+
+def test_the_text_check_of_the_mutants_is_never_a_catch(tmp_path):
+    """A mutant that only breaks another mutant's `old` text (here: the same covariance,
+    written the other way round) makes test_every_mutant_still_applies fail and nothing else:
+    it must be reported as survived, not caught."""
+    table = tmp_path / "mutants.toml"
+    table.write_text('''[[mutant]]
+name = "rewritten-covariance"
+what = "the covariance written the other way round (same values)"
+path = "prep/compute_stats.py"
+old = "cov = [[(n * outer[i][j] - sums[i] * sums[j]) / (n * n)"
+new = "cov = [[(outer[i][j] * n - sums[j] * sums[i]) / (n * n)"
+tests = ["tests/test_benchmarks.py::test_every_mutant_still_applies", "tests/test_prep_stats.py"]
+''')
+    out = run_script("bench/mutation_check.py", "--mutants", str(table), "--goal", "0")
+    assert "| rewritten-covariance |" in out and "survived" in out and "caught" not in out.split("score")[0]

@@ -80,8 +80,10 @@ def test_default_drops_on_a_flat_curve():
     """Noise around a constant error is a plateau: the rate drops after two windows."""
     schedule = schedule_from(TrainConfig())
     rng = random.Random(0)
-    drops = [e for e in range(30) if schedule.step(e, 0.5 + rng.gauss(0, NOISE))]
-    assert drops[0] == 9 and len(drops) == 3
+    drops = [e for e in range(40) if schedule.step(e, 0.5 + rng.gauss(0, NOISE))]
+    # each drop starts a new pair of windows: ten more epochs at the new rate before the next
+    assert drops == [9, 19, 29]
+    assert [round(d.lr, 10) for d in schedule.drops] == [0.001, 0.0001, 0.00001]
 
 
 def test_previous_rule_missed_drops():

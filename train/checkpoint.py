@@ -147,16 +147,21 @@ def first_line(exc: BaseException) -> str:
 
 
 def check_classes(state: dict, classes: list, path) -> None:
-    """The dataset's (index, wnid, name) list must be the checkpoint's, in the same order."""
+    """The dataset's classes must be the checkpoint's, in the same order: by wnid where both
+    have one (ImageNet's forms name classes from the devkit or Kaggle's mapping: the same
+    class may be worded differently), by name otherwise."""
+    def ident(c):
+        return (c[0], c[1]) if c[1] else (c[0], c[2])
+
     theirs = [list(c) for c in state["classes"]]
     ours = [list(c) for c in classes]
-    if theirs == ours:
+    if [ident(c) for c in theirs] == [ident(c) for c in ours]:
         return
     if len(theirs) != len(ours):
         raise ValueError(f"{path}: trained for {len(theirs)} classes but the dataset has {len(ours)}; "
                          f"use a checkpoint of this dataset")
     diffs = [f"index {a[0]}: checkpoint {a[1] or a[2]!r}, dataset {b[1] or b[2]!r}"
-             for a, b in zip(theirs, ours) if a != b]
+             for a, b in zip(theirs, ours) if ident(a) != ident(b)]
     raise ValueError(f"{path}: the dataset's class list differs from the checkpoint's in {len(diffs)} places "
                      f"(first: {'; '.join(diffs[:3])}); its predictions would be scored against the wrong labels")
 

@@ -87,14 +87,19 @@ def evaluate(
     device: str = typer.Option("auto"),
     workers: int = typer.Option(TrainConfig.workers, min=0, max=256, help="Loader processes."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write Figure 3 and 4 PNGs."),
+    real_labels: Optional[Path] = typer.Option(None, help=_flag_help(next(f for f in fields(TrainConfig)
+                                                                           if f.name == "real_labels"))),
+    predictions: Optional[Path] = typer.Option(None, help="Write one JSON line per sample: key, label, 10-view and "
+                                                          "centre top-5 indices and probabilities."),
 ):
     """§4.1 10-view (and centre-crop) error@1/@5 of a checkpoint on val (holdout if no val);
-    writes results.json (+ figure3_kernels.png, figure4_top5.png, figure4_neighbours.png)."""
+    writes results.json (+ figure3_kernels.png, figure4_top5.png, figure4_neighbours.png) into
+    the run's folder for its own dataset, into <run>/<dataset> for another (ImageNetV2)."""
     with error_boundary():
         from .evaluate_checkpoint import evaluate_checkpoint
         from .run_folder import format_table
 
-        results = evaluate_checkpoint(checkpoint, shards, out or checkpoint.parent, device, workers, figures)
+        results = evaluate_checkpoint(checkpoint, shards, out, device, workers, figures, real_labels, predictions)
         typer.echo(format_table([Path(results["run"])]))
 
 

@@ -29,6 +29,9 @@ class TrainConfig:
     shard_urls: Optional[str] = option(
         None, "Read shards from URLs: '{name}' is replaced by each shard's file name (shell-quoted in pipe: "
               "commands), e.g. 'pipe:aws s3 cp s3://b/imagenet/{name} -'. Manifest and stats still come from --shards.")
+    real_labels: Optional[Path] = option(
+        None, "ReaL labels (real.json of google-research/reassessed-imagenet): the final evaluation also reports "
+              "ReaL error@1/@5 on ImageNet's val set.")
     verify_checksums: bool = option(False, "Check every shard's sha256 against the manifest before the first step "
                                            "(sizes and sample counts are always checked).")
     # ---- schedule and optimiser (§5)

@@ -253,18 +253,22 @@ def decode_crops_on_device(raw: dict, crop: int, device: torch.device) -> torch.
 
 
 class EvalShards(IterableDataset):
-    """Every sample of `urls` once across all ranks and workers; whole patches, CHW uint8."""
+    """Every sample of `urls` once across all ranks and workers; whole patches, CHW uint8,
+    and the label (and the sample's key, with `keys`: per-sample results)."""
 
-    def __init__(self, urls: list[str], rules: SampleRules, rank: int = 0, world: int = 1, limit: int | None = None):
+    def __init__(self, urls: list[str], rules: SampleRules, rank: int = 0, world: int = 1, limit: int | None = None,
+                 keys: bool = False):
         self.urls, self.rules, self.rank, self.world, self.limit = list(urls), rules, rank, world, limit
+        self.keys = keys
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+    def __iter__(self) -> Iterator[tuple]:
         slot, slots = worker_slot(self.rank, self.world)
         for n, sample in enumerate(read_tar_samples(self.urls[slot::slots])):
             if self.limit is not None and n >= self.limit:
                 return
             img, label = decode_sample(sample, self.rules)
-            yield torch.from_numpy(img).permute(2, 0, 1), label
+            image = torch.from_numpy(img).permute(2, 0, 1)
+            yield (image, label, sample["__key__"]) if self.keys else (image, label)
 
 
 def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> None:

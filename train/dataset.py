@@ -16,17 +16,25 @@ from .augment import InputStats, input_stats
 # The official evaluation set of each named dataset (what the paper's and the replication's
 # numbers are measured on); fewer samples are reported loudly and recorded in results.json.
 OFFICIAL_EVAL_SIZE = {"imagenet": 50_000, "tiny-imagenet": 10_000, "mnist": 10_000, "fashion-mnist": 10_000,
-                      "cifar10": 10_000, "cifar100": 10_000}
+                      "cifar10": 10_000, "cifar100": 10_000, "imagenetv2-matched-frequency": 10_000,
+                      "imagenetv2-threshold0.7": 10_000, "imagenetv2-top-images": 10_000}
 
 
-def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: bool = False
-                 ) -> tuple[Manifest, RgbStats]:
-    """Manifest and statistics of a dataset folder whose shards were checked against them."""
+def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: bool = False,
+                 for_training: bool = True) -> tuple[Manifest, RgbStats | None]:
+    """Manifest and statistics of a dataset folder whose shards were checked against them.
+    An evaluation needs neither train split nor statistics (the checkpoint carries its
+    normalisation): ImageNetV2 has only a test set."""
     manifest = read_manifest(shards)
-    for split in ("train", "holdout"):
+    needed = ("train", "holdout") if for_training else (manifest.reported_split,)
+    for split in needed:
         if split not in manifest.splits or manifest.splits[split].samples == 0:
-            raise ValueError(f"{shards}: no {split!r} split; re-run alexnet-prep shard")
+            hint = ("an evaluation-only dataset (ImageNetV2): use alexnet-train evaluate"
+                    if for_training and "train" not in manifest.splits else "re-run alexnet-prep shard")
+            raise ValueError(f"{shards}: no {split!r} split; {hint}")
     check_shards(manifest, Path(shards), shard_urls, verify_checksums)
+    if not for_training:
+        return manifest, None
     stats = read_stats(shards)
     if stats.image_count != manifest.splits["train"].samples:
         raise ValueError(f"{shards}/stats.json covers {stats.image_count} images but the manifest's train split "

@@ -15,17 +15,25 @@ from .loop import autocast_for, final_evaluation, resolve_device
 from .model import AlexNet, Architecture
 
 
-def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: str, workers: int,
-                        figures: bool) -> dict:
+def default_out(checkpoint: Path, trained_on: Path | None, shards: Path, task: str) -> Path:
+    """The run's folder when evaluating on the run's own dataset; <run>/<task> for another
+    (an ImageNetV2 result never overwrites the run's val results.json)."""
+    own = trained_on is not None and Path(trained_on).resolve() == Path(shards).resolve()
+    return checkpoint.parent if own else checkpoint.parent / task
+
+
+def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int,
+                        figures: bool, real_labels: Path | None = None, predictions: Path | None = None) -> dict:
     start = time.perf_counter()
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: pass a folder for results.json and the figures")
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
-    manifest, _ = load_dataset(shards)
+    manifest, _ = load_dataset(shards, for_training=False)
     check_classes(state, manifest.class_table(), checkpoint)
     trained = TrainConfig.from_dict(state["config"])
-    cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures,
-                  fast_dev_run=False).resolved(manifest.patch_size)
+    out = out or default_out(checkpoint, trained.shards, shards, manifest.task)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a folder for results.json and the figures")
+    cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures, fast_dev_run=False,
+                  real_labels=real_labels, device=device_name).resolved(manifest.patch_size)
     device = resolve_device(device_name)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
@@ -35,4 +43,4 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path, device_name: 
         log_kernel_figure(model, None, out, state["epoch"])
     return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
                             amp=autocast_for(device, cfg.precision), d=Dist(), folder=out, writer=None,
-                            wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1)
+                            wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1, predictions=predictions)

@@ -131,16 +131,15 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, d
                              run: Path, writer=None, n_queries: int = 8, k: int = 6,
                              pool_size: int = 2000, url_template: str | None = None) -> list[Path]:
     """Figure 4: left, top-5 for `n_queries` eval images; right, each query and the `k`
-    training images whose fc7 activations are nearest (from the first `pool_size`)."""
+    training images whose fc7 activations are nearest (from the first `pool_size`; not for an
+    evaluation-only dataset, which has no training images)."""
     names = class_labels(manifest)
     rules = SampleRules(manifest.patch_size, manifest.num_classes)
     candidates, c_labels = load_images(manifest.shard_paths(shards, manifest.reported_split, url_template), rules,
                                        25 * n_queries)
     chosen = pick_spread(c_labels, n_queries)
     queries, q_labels = candidates[chosen], c_labels[chosen]
-    pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), rules, pool_size)
     q_feats, q_probs = fc7_features(model, queries, augment, device, crop)
-    p_feats, _ = fc7_features(model, pool, augment, device, crop)
     values, indices = top5(q_probs)
     plt = _pyplot()
     fig, axes = plt.subplots(2, len(queries), figsize=(1.6 * len(queries), 3.6),
@@ -157,16 +156,19 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, d
         ax.set_yticks([])
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=6)
-    left = _to_png(fig)
-    _, nn_idx = nearest_neighbours(q_feats, p_feats, k)
-    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.2 * (k + 1), 1.25 * len(queries)), squeeze=False)
-    for j in range(len(queries)):
-        _show(axes[j, 0], centre_crop(queries[j], crop), "query" if j == 0 else "")
-        for c, idx in enumerate(nn_idx[j]):
-            _show(axes[j, c + 1], centre_crop(pool[int(idx)], crop), f"nn {c + 1}" if j == 0 else "")
-    right = _to_png(fig)
+    figures = [("figure4_top5.png", _to_png(fig))]
+    if "train" in manifest.splits:
+        pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), rules, pool_size)
+        p_feats, _ = fc7_features(model, pool, augment, device, crop)
+        _, nn_idx = nearest_neighbours(q_feats, p_feats, k)
+        fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.2 * (k + 1), 1.25 * len(queries)), squeeze=False)
+        for j in range(len(queries)):
+            _show(axes[j, 0], centre_crop(queries[j], crop), "query" if j == 0 else "")
+            for c, idx in enumerate(nn_idx[j]):
+                _show(axes[j, c + 1], centre_crop(pool[int(idx)], crop), f"nn {c + 1}" if j == 0 else "")
+        figures.append(("figure4_neighbours.png", _to_png(fig)))
     paths = []
-    for name, img in (("figure4_top5.png", left), ("figure4_neighbours.png", right)):
+    for name, img in figures:
         Image.fromarray(img).save(run / name)
         paths.append(run / name)
         if writer is not None:

@@ -33,6 +33,7 @@ from .distributed import Dist, all_reduce_sum, close_distributed, init_distribut
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
 from .optim import build_optimizer
+from .per_sample import gather_records, load_real_labels, score_real, top5_records, write_predictions
 from .run_folder import append_metrics, create_run_dir, git_hash, rewrite_metrics, write_results
 from .schedule import LrDrop, LrSchedule
 
@@ -88,24 +89,31 @@ def view_probabilities(model, images: torch.Tensor, augment: DeviceAugment, crop
 
 @torch.no_grad()
 def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views: int, amp, d: Dist,
-             desc: str = "eval") -> dict:
+             desc: str = "eval", per_sample: bool = False) -> dict:
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
-    views with their softmax outputs averaged."""
+    views with their softmax outputs averaged. With `per_sample` (a loader of EvalShards
+    with keys), also each sample's top-5 (train/per_sample.py), gathered from every rank."""
     model.eval()
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
-    for images, labels in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
+    records = []
+    for images, labels, *keys in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         probs = view_probabilities(model, images, augment, crop, views, amp)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
         loss_sum += float(F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum"))
+        if per_sample:
+            records += top5_records(keys[0], labels, probs)
     correct1, correct5, seen, loss_sum = all_reduce_sum([correct1, correct5, seen, loss_sum], device, d)
     seen = int(seen)
     if seen == 0:
         raise ValueError(f"{desc}: no samples evaluated")
-    return {"error@1": 1 - correct1 / seen, "error@5": 1 - correct5 / seen, "loss": loss_sum / seen,
-            "samples": seen, "views": views}
+    result = {"error@1": 1 - correct1 / seen, "error@5": 1 - correct5 / seen, "loss": loss_sum / seen,
+              "samples": seen, "views": views}
+    if per_sample:
+        result["per_sample"] = gather_records(records, d)
+    return result
 
 
 def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAugment, generator, device,
@@ -337,13 +345,13 @@ def train_stream(run: Run, epoch: int) -> TrainStream:
     return stream
 
 
-def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, device: torch.device):
+def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, device: torch.device, keys: bool = False):
     """Every sample of `split`, its shards checked again first (sizes and tar headers: a
     shard replaced since the start is named now, not after a whole evaluation)."""
     check_shards(manifest, Path(cfg.shards), cfg.shard_urls, False, splits=[split])
     urls = manifest.shard_paths(cfg.shards, split, cfg.shard_urls)
     limit = FAST_DEV_STEPS * cfg.eval_batch_size if cfg.fast_dev_run else None
-    dataset = EvalShards(urls, SampleRules(manifest.patch_size, manifest.num_classes), d.rank, d.world, limit)
+    dataset = EvalShards(urls, SampleRules(manifest.patch_size, manifest.num_classes), d.rank, d.world, limit, keys)
     workers = min(cfg.workers, max(1, len(urls) // d.world))
     return make_loader(dataset, cfg.eval_batch_size, workers, device.type == "cuda")
 
@@ -369,30 +377,43 @@ def finish(run: Run, wall_s: float) -> dict:
 
 
 def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: DeviceAugment, device, amp, d: Dist,
-                     folder: Path | None, writer, wall_s: float, epochs: int) -> dict:
-    """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1."""
+                     folder: Path | None, writer, wall_s: float, epochs: int, predictions: Path | None = None) -> dict:
+    """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1;
+    ReaL error with --real-labels, every sample's top-5 into `predictions`."""
     split = manifest.reported_split
-    loader = eval_loader(cfg, manifest, split, d, device)
-    metrics = {}
+    real = load_real_labels(cfg.real_labels, manifest.num_classes) if cfg.real_labels else None
+    keep = real is not None or predictions is not None
+    loader = eval_loader(cfg, manifest, split, d, device, keys=keep)
+    metrics, per_sample = {}, {}
     for views, prefix in ((1, "centre_"), (10, "")):  # the paper reports the 10-view figures
         m = evaluate(model, loader, augment, device=device, crop=cfg.crop, views=views, amp=amp, d=d,
-                     desc=f"{split} {views}-view")
+                     desc=f"{split} {views}-view", per_sample=keep)
         if not cfg.fast_dev_run:
             check_evaluated(split, m["samples"], manifest, cfg.shards)
         metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], "samples": m["samples"]})
+        per_sample[views] = m.get("per_sample")
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
-    results = {"task": manifest.task, "split": split, "metrics": metrics}
+    extra = {}
+    if real is not None:
+        ten, centre = score_real(per_sample[10], real), score_real(per_sample[1], real)
+        extra["real"] = {**ten, "centre_error@1": centre["error@1"], "centre_error@5": centre["error@5"],
+                         "labels": str(cfg.real_labels)}
+    results = {"task": manifest.task, "split": split, "metrics": metrics, **extra}
     if d.is_main:
         report_shortfall(shortfall, manifest)
         log_scalars(writer, split, metrics, 0)
+        if predictions is not None:
+            write_predictions(predictions, per_sample[10], per_sample[1])
         results = write_results(folder, manifest, cfg, metrics, split, wall_s, str(device), git_hash(), epochs,
-                                shortfall)
+                                shortfall, extra)
         if cfg.figures:
             write_prediction_figures(model, manifest, cfg.shards, augment, device, cfg.crop, folder, writer,
                                      url_template=cfg.shard_urls)
         print(f"{split} ({metrics['samples']} samples): 10-view error@1 {metrics['error@1']:.4f} "
               f"error@5 {metrics['error@5']:.4f}; centre crop error@1 {metrics['centre_error@1']:.4f} "
-              f"error@5 {metrics['centre_error@5']:.4f}", file=sys.stderr)
+              f"error@5 {metrics['centre_error@5']:.4f}" + (f"; ReaL error@1 {extra['real']['error@1']:.4f} "
+                                                             f"({extra['real']['scored']:,} scored)" if real else ""),
+              file=sys.stderr)
     return results
 
 

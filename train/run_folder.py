@@ -75,11 +75,21 @@ def rewrite_metrics(run: Path, last_epoch: int, last_row: dict | None, source: P
 PAPER = {"imagenet": (0.407, 0.182)}  # Krizhevsky et al. 2012, Table 2, one CNN
 # The PyTorch replication this project replaces (README, "Sources"): its results table.
 REPLICATION = {"imagenet": (0.48, 0.25), "mnist": (0.01, 0.00), "fashion-mnist": (0.09, 0.00),
-             "cifar10": (0.13, 0.01), "cifar100": (0.41, 0.16), "tiny-imagenet": (0.57, 0.32)}
+               "cifar10": (0.13, 0.01), "cifar100": (0.41, 0.16), "tiny-imagenet": (0.57, 0.32)}
+# Published figures shown beside ImageNet runs: (who, task, 10-view, centre, ReaL error@1, source)
+REFERENCES = [
+    ("the paper, one CNN", "imagenet", (0.407, 0.182), None, None, "Krizhevsky et al. 2012, Table 2"),
+    ("Caffe bvlc_alexnet", "imagenet", None, (0.429, 0.198), None, "BVLC/caffe models/bvlc_alexnet/readme.md"),
+    ("torchvision AlexNet (one tower, no LRN)", "imagenet", None, (0.43478, 0.20934), 0.3694,
+     "AlexNet_Weights.IMAGENET1K_V1 docs (acc 56.522 / 79.066); ReaL from its top-5 predictions in the ImageNetV2 "
+     "repository"),
+    ("torchvision AlexNet (one tower, no LRN)", "imagenetv2-matched-frequency", None, (0.5602, 0.3261), None,
+     "its top-5 predictions in the ImageNetV2 repository (Recht et al. 2019: 56.5 -> 44.0 accuracy)"),
+]
 
 
 def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: float, device: str,
-                  git: str, epochs: int, shortfall: dict | None = None) -> dict:
+                  git: str, epochs: int, shortfall: dict | None = None, extra: dict | None = None) -> dict:
     results = {
         "task": manifest.task, "classes": manifest.num_classes, "split": split,
         "epochs": epochs,
@@ -89,6 +99,7 @@ def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: f
         "wall_s": round(wall_s, 1), "device": device, "git": git, "metrics": metrics,
         # fewer images than the official evaluation set (skips in prep): not comparable with the paper
         "complete": shortfall is None, "shortfall": shortfall,
+        **(extra or {}),  # "real": ReaL error (train/per_sample.py)
     }
     write_json_atomic(run / RESULTS_NAME, results)
     return {**results, "run": str(run)}
@@ -98,17 +109,38 @@ def _pair(values) -> str:
     return f"{values[0]:.3f} / {values[1]:.3f}" if values else "–"
 
 
+def _real(real: dict | None) -> str:
+    return f"{_pair((real['error@1'], real['error@5']))} ({real['scored']:,} scored)" if real else "–"
+
+
+def results_of(run: Path) -> list[dict]:
+    """A run's results.json, then those of its other test sets (`evaluate` writes an ImageNetV2
+    result to <run>/<task>/results.json)."""
+    paths = [p for p in [Path(run) / RESULTS_NAME] + sorted(Path(run).glob(f"*/{RESULTS_NAME}")) if p.is_file()]
+    if not paths:
+        raise FileNotFoundError(f"{Path(run) / RESULTS_NAME} not found: evaluate the run first (alexnet-train "
+                                f"evaluate)")
+    return [json.loads(p.read_text()) for p in paths]
+
+
 def format_table(runs: list[Path]) -> str:
-    rows = ["| task | split | samples | epochs | ours 10-view err@1 / err@5 | ours centre | paper | "
-            "PyTorch replication |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | task | split | samples | epochs | ours 10-view err@1 / err@5 | ours centre | ReaL err@1 / err@5 "
+            "(10-view) | paper | PyTorch replication |", "|---|---|---|---|---|---|---|---|---|---|"]
+    tasks = set()
     for run in runs:
-        path = Path(run) / RESULTS_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: evaluate the run first (alexnet-train evaluate)")
-        r = json.loads(path.read_text())
-        samples = f"{r['samples']:,}" + ("" if r.get("complete", True) else " (incomplete)")
-        rows.append(f"| {r['task']} | {r['split']} | {samples} | {r['epochs']} | "
-                    f"{_pair((r['error@1'], r['error@5']))} | "
-                    f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
-                    f"{_pair(PAPER.get(r['task']))} | {_pair(REPLICATION.get(r['task']))} |")
+        for r in results_of(run):
+            tasks.add(r["task"])
+            samples = f"{r['samples']:,}" + ("" if r.get("complete", True) else " (incomplete)")
+            rows.append(f"| {Path(run).name} | {r['task']} | {r['split']} | {samples} | {r['epochs']} | "
+                        f"{_pair((r['error@1'], r['error@5']))} | "
+                        f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
+                        f"{_real(r.get('real'))} | "
+                        f"{_pair(PAPER.get(r['task']))} | {_pair(REPLICATION.get(r['task']))} |")
+    shown = [ref for ref in REFERENCES if ref[1] in tasks]
+    if shown:
+        rows += ["", "Published figures (not runs of this toolkit):", "",
+                 "| who | task | 10-view err@1 / err@5 | centre err@1 / err@5 | ReaL err@1 | source |",
+                 "|---|---|---|---|---|---|"]
+        rows += [f"| {who} | {task} | {_pair(ten)} | {_pair(centre)} | {f'{real:.3f}' if real else '–'} | {source} |"
+                 for who, task, ten, centre, real, source in shown]
     return "\n".join(rows)
