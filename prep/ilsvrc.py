@@ -46,18 +46,10 @@ class Devkit:
 
 
 def _member(root, name: str):
-    found = [p for p in _walk_files(root) if p.name == name]
+    found = [p for p in walk(root, root).files if p.name == name]
     if len(found) != 1:
         raise ValueError(f"{root}: expected one {name}, found {len(found)}")
     return found[0]
-
-
-def _walk_files(folder):
-    for child in folder.iterdir():
-        if child.is_dir():
-            yield from _walk_files(child)
-        else:
-            yield child
 
 
 def read_devkit(path: Path) -> Devkit:

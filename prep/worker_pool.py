@@ -63,12 +63,6 @@ def worker_init(parent: int) -> None:
         os._exit(1)
 
 
-def _kill_workers() -> None:
-    for child in multiprocessing.active_children():
-        child.kill()
-        child.join(timeout=5)
-
-
 def run_jobs(fn: Callable, jobs: Iterable, workers: int, on_result: Callable, what: str, resume: str) -> None:
     """`on_result(fn(job))` for every job (in completion order), in `workers` processes
     (forked: they inherit the imported modules; nothing here holds threads or CUDA) or in
@@ -82,8 +76,7 @@ def run_jobs(fn: Callable, jobs: Iterable, workers: int, on_result: Callable, wh
                     on_result(fn(job))
                 return
             _run_in_pool(fn, jobs, workers, on_result, what, resume)
-        except _Stop as stop:
-            _kill_workers()
+        except _Stop as stop:  # the pool's workers are gone already (_abandon)
             raise PrepInterrupted(f"interrupted ({stop.name}) while {what}; {resume}") from None
 
 
@@ -108,5 +101,11 @@ def _run_in_pool(fn, jobs, workers, on_result, what, resume) -> None:
 
 
 def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: no queued job is started, the pool's own workers are killed (never other
+    children of this process, a library's or a test's)."""
+    workers = list((pool._processes or {}).values())  # noqa: SLF001 (no public way to reach them)
     pool.shutdown(wait=False, cancel_futures=True)
-    _kill_workers()
+    for process in workers:
+        process.kill()
+    for process in workers:
+        process.join(timeout=5)

@@ -66,9 +66,14 @@ def test_table_matches_results_files(tmp_path):
                                                       "error@1": e1, "error@5": e5, "centre_error@1": c1,
                                                       "centre_error@5": c5})
     table = format_table([tmp_path / "imagenet", tmp_path / "cifar10"]).splitlines()
-    assert table[2] == ("| imagenet | val | 50,000 | 90 | 0.410 / 0.190 | 0.430 / 0.200 | 0.407 / 0.182 | "
-                        "0.480 / 0.250 |")
-    assert table[3].startswith("| cifar10 | val | 50,000 | 90 | 0.120 / 0.010 | 0.140 / 0.020 | – | 0.130 / 0.010 |")
+    assert table[2] == ("| imagenet | imagenet | val | 50,000 | 90 | 0.410 / 0.190 | 0.430 / 0.200 | – | "
+                        "0.407 / 0.182 | 0.480 / 0.250 |")
+    assert table[3] == "| cifar10 | cifar10 | val | 50,000 | 90 | 0.120 / 0.010 | 0.140 / 0.020 | – | – | 0.130 / 0.010 |"
+    published = table[table.index("Published figures (not runs of this toolkit):") + 4:]
+    assert [row.split(" | ")[1] for row in published] == ["imagenet", "imagenet", "imagenet",
+                                                          "imagenetv2-matched-frequency"]
+    assert "| the paper, one CNN | imagenet | 0.407 / 0.182 | – | – |" in published[0]
+    assert "0.435 / 0.209 | 0.369 |" in published[2] and "0.560 / 0.326" in published[3]
     with pytest.raises(FileNotFoundError, match="results.json"):
         format_table([tmp_path / "missing"])
     (tmp_path / "short").mkdir()

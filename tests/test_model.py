@@ -199,7 +199,7 @@ def test_lrn_channels_last_and_bf16():
     torch.testing.assert_close(LocalResponseNorm(2e-5, 2)(x).double(), ref, rtol=1e-5, atol=1e-6)
     out = LocalResponseNorm(2e-5, 2)(x.bfloat16())
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=1e-2)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-2, atol=1e-2)  # bf16: 2^-8 relative; measured 0.2 at 48
 
 
 @pytest.mark.slow

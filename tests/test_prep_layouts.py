@@ -134,9 +134,10 @@ def test_idx_gz(tmp_path, folder, task):
     for s in samples["train"]:
         i = int(s.key.split("_")[1])
         assert s.label == labels[i] and s.meta["source"].endswith(f"#{i}")
-        # upscaled 28 -> 256; its mean equals the source digit's mean closely
+        # upscaled 28 -> 256; its mean is the source digit's to within JPEG's error: measured
+        # at most 0.015 on these images, while the neighbouring record's differs by 0.32 or more
         patch = np.asarray(Image.open(io.BytesIO(s.jpg)), dtype=np.float64)
-        assert abs(patch.mean() - images[i].mean()) < 6
+        assert abs(patch.mean() - images[i].mean()) < 0.05
 
 
 def test_cifar10_and_cifar100(tmp_path):

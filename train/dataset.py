@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.manifest import Manifest, read_manifest
 from shared.shards import shard_problem
-from shared.stats import RgbStats, read_mean_image, read_stats
+from shared.stats import STATS_NAME, RgbStats, read_mean_image, read_stats
 
 from .augment import InputStats, input_stats
 
@@ -33,8 +33,8 @@ def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: 
                     if for_training and "train" not in manifest.splits else "re-run alexnet-prep shard")
             raise ValueError(f"{shards}: no {split!r} split; {hint}")
     check_shards(manifest, Path(shards), shard_urls, verify_checksums)
-    if not for_training:
-        return manifest, None
+    if not for_training:  # the checkpoint carries its normalisation; a broken stats.json still says the folder is
+        return manifest, (read_stats(shards) if (Path(shards) / STATS_NAME).is_file() else None)
     stats = read_stats(shards)
     if stats.image_count != manifest.splits["train"].samples:
         raise ValueError(f"{shards}/stats.json covers {stats.image_count} images but the manifest's train split "

@@ -390,7 +390,8 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
                      desc=f"{split} {views}-view", per_sample=keep)
         if not cfg.fast_dev_run:
             check_evaluated(split, m["samples"], manifest, cfg.shards)
-        metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], "samples": m["samples"]})
+        metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], f"{prefix}loss": m["loss"],
+                        "samples": m["samples"]})
         per_sample[views] = m.get("per_sample")
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
     extra = {}

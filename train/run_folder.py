@@ -136,7 +136,8 @@ def format_table(runs: list[Path]) -> str:
                         f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
                         f"{_real(r.get('real'))} | "
                         f"{_pair(PAPER.get(r['task']))} | {_pair(REPLICATION.get(r['task']))} |")
-    shown = [ref for ref in REFERENCES if ref[1] in tasks]
+    imagenet = any(task == "imagenet" or task.startswith("imagenetv2") for task in tasks)
+    shown = REFERENCES if imagenet else []  # val, ReaL and ImageNetV2 are read together
     if shown:
         rows += ["", "Published figures (not runs of this toolkit):", "",
                  "| who | task | 10-view err@1 / err@5 | centre err@1 / err@5 | ReaL err@1 | source |",
