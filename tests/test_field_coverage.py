@@ -206,10 +206,14 @@ def test_patch_bytes_follow_size_quality_and_resample(tmp_path):
 
 
 def git_state() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """The commit and whether tracked files differ from it, asked of git directly (a copy of the
+    tree that is no checkout -- the mutation check's -- has none)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
-    return head + ("-dirty" if dirty else "")
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def test_results_fields(natural_run):

@@ -107,3 +107,11 @@ def test_real_labels_match_by_key_not_position(imagenet, tmp_path):
     result = cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["v2"], "--device",
                  "cpu", "--workers", "0", "--no-figures", "--out", tmp_path / "e", "--real-labels", imagenet["real"])
     assert result.exit_code == 2 and "ReaL labels cover ImageNet's val images" in result.output
+
+
+def test_a_bad_real_json_is_refused_before_training_starts(imagenet, tmp_path):
+    bad = tmp_path / "real.json"
+    bad.write_text("[[0]]")
+    result = cli("--shards", imagenet["shards"], "--fast-dev-run", "--logdir", tmp_path / "runs", "--device", "cpu",
+                 "--workers", "1", "--real-labels", bad)
+    assert result.exit_code == 2 and "50,000 lists" in result.output and not (tmp_path / "runs").exists()

@@ -198,6 +198,8 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
     cfg = cfg.resolved()
     manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
     cfg = cfg.resolved(manifest.patch_size)
+    if cfg.real_labels:  # checked now, not after the last epoch
+        load_real_labels(cfg.real_labels, manifest.num_classes)
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
     steps = FAST_DEV_STEPS if cfg.fast_dev_run else (
