@@ -129,3 +129,23 @@ def test_imagenetv2_from_its_tar_gz(tmp_path):
     source, manifest = shard(tmp_path / "imagenetv2-matched-frequency.tar.gz", tmp_path / "o")
     assert manifest.task == "imagenetv2-matched-frequency"
     assert {key: label for key, label, _ in dataset(tmp_path / "o")["val"]} == labels
+
+
+def test_hugging_face_form_in_parts_merges_to_the_single_run(forms, tmp_path):
+    """--part k/N on a streamed archive: each part decodes every N-th run into its .patches/;
+    the run without --part over the merged .patches/ writes the single run's shards."""
+    import shutil
+
+    from prep.streamed_patches import RUN
+
+    src = forms["hugging face"]["source"].root
+    for k in (1, 2):
+        cfg = PrepConfig(src=src, out=tmp_path / f"p{k}", shard_size=5, workers=1, allow_skips=True, part=f"{k}/2")
+        assert write_dataset(read_source(src, None), cfg, tmp_path / f"p{k}") is None  # shards wait for all parts
+    merged = tmp_path / "merged" / ".patches"
+    for k in (1, 2):
+        shutil.copytree(tmp_path / f"p{k}" / ".patches", merged, dirs_exist_ok=True)
+    assert len(list(merged.glob("*.tar"))) == sum(-(-n // RUN) for n in (15, 15, 14))  # two train archives, val
+    shard(src, tmp_path / "merged", workers=1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "merged").glob("*.tar")} == \
+        {p.name: p.read_bytes() for p in forms["hugging face"]["out"].glob("*.tar")}
