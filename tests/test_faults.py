@@ -21,6 +21,7 @@ from make_fixtures import (jpeg_bytes, random_image, write_class_folders, write_
 from prep.cli import app as prep_app
 from prep.config import PrepConfig
 from prep.detect_layout import read_source
+from prep.sources import Item, ensure_unique_keys
 from prep.write_shards import write_dataset
 from shared.manifest import read_manifest
 from shared.shards import AtomicShardWriter, Sample, file_sha256, iter_shard
@@ -147,6 +148,16 @@ def test_colliding_names_get_distinct_keys(tmp_path):
             for s in iter_shard(p)]
     assert len(keys) == 7 and len(set(keys)) == 7
     assert {"a_1", "a_1-dup1", "a_1-dup2", "a_x_y", "a_x_y-dup1"} <= set(keys)
+
+
+def test_generated_keys_never_take_a_later_files_own_key():
+    # Listing order puts `1-dup1.jpg` before `1.jpg` within a folder, so only a later split (or
+    # another listing order) has the file whose own key is `k-dup1` come after the collision.
+    item = lambda key, source: Item(key, 0, source)
+    keyed = ensure_unique_keys({"train": [item("k", "a/k.jpg"), item("k", "a/k.png")],
+                                "val": [item("k-dup1", "v/k-dup1.jpg")]})
+    assert [i.key for i in keyed["train"]] == ["k", "k-dup2"]
+    assert [i.key for i in keyed["val"]] == ["k-dup1"]  # its own name, not `k-dup1-dup1`
 
 
 def test_verify_finds_a_key_repeated_across_shards(tiny_shards, tmp_path):

@@ -1,4 +1,5 @@
 """Byte-identical output across worker counts, after kill -9 + resume, and across --part merges."""
+import contextlib
 import os
 import shutil
 import signal
@@ -159,6 +160,26 @@ def test_ctrl_c_stops_promptly_says_so_and_resumes(slow_src, tmp_path):
         assert written < total // 2, f"{written} of {total} shards written after Ctrl-C"
         subprocess.run(prep_cmd(slow_src, out, 2), check=True, capture_output=True)
         assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the pool workers")
+def test_sigint_to_the_workers_alone_changes_nothing(slow_src, tmp_path):
+    """Only the main process decides to stop: a SIGINT that reaches the pool workers and not
+    the main process (`pkill -INT python`, a stray `kill`) neither fails a job nor kills a
+    worker; the run finishes byte-identical to an undisturbed one."""
+    subprocess.run(prep_cmd(slow_src, tmp_path / "ref", 2), check=True, capture_output=True)
+    out = tmp_path / "o"
+    proc = start_and_wait_for_shards(prep_cmd(slow_src, out, 2), out, 3)
+    workers = children(proc.pid)
+    for _ in range(3):  # busy and idle moments both
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):  # a worker that died is the failure below
+                os.kill(pid, signal.SIGINT)
+        time.sleep(0.2)
+    _, stderr = proc.communicate(timeout=120)
+    assert workers and proc.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in stderr
+    assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
 
 
 @pytest.fixture(scope="module")
