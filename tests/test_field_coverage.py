@@ -216,6 +216,23 @@ def git_state() -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def test_git_hash_is_the_code_loaded_at_start(monkeypatch, tmp_path):
+    """A multi-day run's results.json names the commit it started from, even when the checkout
+    moves on meanwhile (here: the checkout vanishes, as if REPO were a folder git knows nothing of)."""
+    from train import cli, run_folder
+    run_folder.git_hash.cache_clear()
+    monkeypatch.setattr(cli, "app", lambda **_: None)
+    cli.main()  # the command's start asks git once
+    assert run_folder.git_hash.cache_info().currsize == 1, "alexnet-train did not ask git at start"
+    started = run_folder.git_hash()
+    assert started == git_state()
+    monkeypatch.setattr(run_folder, "REPO", tmp_path)
+    assert run_folder.git_hash() == started
+    run_folder.git_hash.cache_clear()
+    assert run_folder.git_hash() == "unknown (not a git checkout)"
+    run_folder.git_hash.cache_clear()
+
+
 def test_results_fields(natural_run):
     run, shards = natural_run["run"], natural_run["shards"]
     r = json.loads((run / "results.json").read_text())

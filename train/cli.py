@@ -16,6 +16,7 @@ import typer
 
 from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail
 from .config import PRESETS, TrainConfig
+from .run_folder import git_hash
 
 app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode=None,
                   help="Train the paper's AlexNet from alexnet-prep shards (default command), or evaluate / table.")
@@ -171,6 +172,7 @@ def figure1(
 
 
 def main() -> None:
+    git_hash()  # the code being run is the checkout as it is now, not when results are written
     app(prog_name="alexnet-train")  # torch is imported by the commands that need it: --help stays fast
 
 

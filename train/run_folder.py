@@ -2,6 +2,7 @@
 and the Markdown error table over runs."""
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -14,7 +15,11 @@ RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.jsonl"
 
 
+@functools.cache
 def git_hash() -> str:
+    """The checkout's commit (and -dirty) when first asked in this process. The commands ask
+    at start (`train.cli.main`): a checkout that moves on during a run must not relabel the
+    results of the code that was loaded (it did: a results.json named a later commit)."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.strip()
