@@ -33,7 +33,7 @@ def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: 
                     if for_training and "train" not in manifest.splits else "re-run alexnet-prep shard")
             raise ValueError(f"{shards}: no {split!r} split; {hint}")
     check_shards(manifest, Path(shards), shard_urls, verify_checksums)
-    if not for_training:  # the checkpoint carries its normalisation; a broken stats.json still says the folder is
+    if not for_training:  # the checkpoint carries its normalisation, but a stats.json present is still validated
         return manifest, (read_stats(shards) if (Path(shards) / STATS_NAME).is_file() else None)
     stats = read_stats(shards)
     if stats.image_count != manifest.splits["train"].samples:
