@@ -22,7 +22,8 @@ from train.augment import DeviceAugment, input_stats
 from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader
 from train.dataset import load_dataset
 from train.distributed import Dist
-from train.loop import autocast_for, evaluate, train_one_epoch
+from train.device import autocast_for, resolve_precision
+from train.loop import evaluate, train_one_epoch
 from train.model import build_model
 from train.optim import build_optimizer
 
@@ -65,7 +66,7 @@ def main() -> None:
     args.decode = args.decode or ("both" if cuda else "worker")
     manifest, stats = load_dataset(args.shards)
     rules = SampleRules(manifest.patch_size, manifest.num_classes)
-    amp = autocast_for(device, args.precision)
+    amp = autocast_for(device, resolve_precision(device, args.precision))
     norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
     torch.manual_seed(0)
     model = build_model(manifest.num_classes).to(device, memory_format=torch.channels_last)

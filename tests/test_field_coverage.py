@@ -54,7 +54,12 @@ FIELDS = {
         "lr_drop.lr")},
     "checkpoint": {f: HERE + "test_checkpoint_fields" for f in (
         "format", "arch", "architecture", "num_classes", "classes", "normalization", "patch_size", "epoch", "model",
-        "optimizer", "schedule", "config", "best_error", "best_epoch", "metrics_row")},
+        "optimizer", "schedule", "config", "best_error", "best_epoch", "metrics_row")}
+    | {"in_epoch": "tests/test_mid_epoch.py::test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run"},
+    "config.json": {f: HERE + "test_config_fields" for f in (
+        "config", "git", "world_size", "device", "torch", "steps_per_epoch", "per_rank_batch", "architecture")}
+    | {f: "tests/test_precision.py::test_config_json_records_the_precision_and_cpu_settings"
+       for f in ("precision", "device_settings", "compile")},
 }
 SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
@@ -69,11 +74,12 @@ def manifest_fields(d: dict) -> set[str]:
 @pytest.fixture(scope="module")
 def natural_run(tiny_shards, tmp_path_factory) -> dict:
     """3 epochs of 1 step, the step schedule dropping after epochs 0 and 1; no dropout and no
-    lighting, so that a step's loss can be recomputed."""
+    lighting, so that a step's loss can be recomputed; fp32, so that the written-out fp32
+    references below agree to rounding (bf16 against fp32: tests/test_precision.py)."""
     logdir = tmp_path_factory.mktemp("natural")
     start = time.perf_counter()
     train(TrainConfig(shards=tiny_shards, epochs=3, steps_per_epoch=1, lr_schedule="step", lr_milestones="1,2",
-                      dropout=0.0, pca_std=0.0, logdir=logdir, run_name="r", **SMALL))
+                      dropout=0.0, pca_std=0.0, precision="fp32", logdir=logdir, run_name="r", **SMALL))
     return {"run": logdir / "r", "wall": time.perf_counter() - start, "shards": tiny_shards}
 
 
@@ -136,7 +142,8 @@ def test_every_field_is_covered(natural_run, tiny_shards):
         | {f"metrics.{k}" for k in json.loads((run / "results.json").read_text())["metrics"]} | {"real"},
         "metrics.jsonl": {f for row in rows_of(run) for f in row}
         | {f"{k}.{sub}" for row in rows_of(run) for k in ("train", "holdout", "lr_drop") if k in row for sub in row[k]},
-        "checkpoint": set(torch.load(run / "last.pt", map_location="cpu", weights_only=True)),
+        "checkpoint": set(torch.load(run / "last.pt", map_location="cpu", weights_only=True)) | {"in_epoch"},
+        "config.json": set(json.loads((run / "config.json").read_text())),
     }
     for kind, fields in actual.items():
         assert fields == set(FIELDS[kind]), (kind, sorted(fields ^ set(FIELDS[kind])))
@@ -296,6 +303,20 @@ def test_metrics_rows(natural_run, tiny_shards):
     assert rows[0]["train"]["loss"] == pytest.approx(loss, rel=1e-4)
     for row in rows:  # images per second: a step of 8 images within the run's measured time
         assert cfg.batch_size / row["train"]["images_per_s"] <= natural_run["wall"]
+
+
+def test_config_fields(natural_run, tiny_shards):
+    """config.json: the resolved config (every default filled in), the code and the machine."""
+    from train.run_folder import git_hash
+
+    config = json.loads((natural_run["run"] / "config.json").read_text())
+    resolved = TrainConfig(shards=tiny_shards, epochs=3, steps_per_epoch=1, lr_schedule="step", lr_milestones="1,2",
+                           dropout=0.0, pca_std=0.0, precision="fp32", logdir=natural_run["run"].parent, run_name="r",
+                           **SMALL).resolved(256)
+    assert config["config"] == resolved.to_dict() and config["config"]["learn_rate"] == 0.01
+    assert config["git"] == git_hash() and config["torch"] == torch.__version__
+    assert (config["world_size"], config["device"], config["per_rank_batch"]) == (1, "cpu", 8)
+    assert config["steps_per_epoch"] == 1 and config["architecture"] == resolved.architecture().to_dict()
 
 
 def test_checkpoint_fields(natural_run, scripted_run, tiny_shards):

@@ -40,8 +40,9 @@ def test_ten_views_of_the_prep_patch_softmax_averaged(tiny_shards, checkpoint):
                   if s.meta["source"].endswith(image.name))
     stored_pixels = np.asarray(Image.open(io.BytesIO(stored.jpg)), dtype=np.float64)
     assert np.abs(patch.permute(1, 2, 0).numpy() - stored_pixels).mean() < 3
-    with torch.no_grad():
-        expected = sum(torch.softmax(predictor.model(predictor.augment(v)), 1) for v in ten_views(patch[None], 224)) / 10
+    with torch.no_grad(), predictor.amp:  # the checkpoint's precision (bf16 on a CPU with bf16 units)
+        expected = sum(torch.softmax(predictor.model(predictor.augment(v)).float(), 1)
+                       for v in ten_views(patch[None], 224)) / 10
     got = predictor.probabilities(patch[None], views=10)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     top = predictor.top5([image])[0]["top5"]

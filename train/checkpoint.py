@@ -8,6 +8,7 @@ the class list (index, wnid, name), the normalisation statistics and the patch s
 """
 from __future__ import annotations
 
+import math
 import pickle
 import shutil
 import zipfile
@@ -25,6 +26,7 @@ from .model import AlexNet
 
 FORMAT = 2
 BEST, LAST = "best.pt", "last.pt"
+CPU_RNG_BYTES = torch.get_rng_state().numel()  # a CPU generator's state (mt19937), as torch.set_rng_state takes it
 
 
 def checkpoint_state(*, model, optimizer, schedule, epoch: int, config: dict, arch: dict, classes: list,
@@ -49,6 +51,11 @@ def save_epoch_checkpoints(run: Path, state: dict, improved: bool) -> None:
         write_atomic(run / LAST, lambda f: copy_into(run / BEST, f))
     else:
         write_atomic(run / LAST, lambda f: torch.save(state, f))
+
+
+def save_last(run: Path, state: dict) -> None:
+    """A mid-epoch checkpoint (train/mid_epoch.py) replaces last.pt; best.pt is untouched."""
+    write_atomic(run / LAST, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -104,12 +111,44 @@ def check_checkpoint(state: dict, path) -> None:
     check_normalization(_need(state, "normalization", dict, path), arch.crop, path)
     check_weights(_need(state, "model", dict, path), len(classes), arch, path)
     for key, kind in (("epoch", int), ("best_epoch", int), ("config", dict), ("optimizer", dict),
-                      ("schedule", dict), ("metrics_row", dict), ("best_error", (int, float))):
+                      ("schedule", dict), ("best_error", (int, float))):
         _need(state, key, kind, path)
+    if not (state["epoch"] == -1 and state.get("metrics_row") is None):  # none before the first epoch ends
+        _need(state, "metrics_row", dict, path)
+    if "in_epoch" in state:
+        check_in_epoch(state["in_epoch"], state["epoch"], path)
     try:
         TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: field 'config': {exc}") from None
+
+
+def check_in_epoch(record, epoch: int, path) -> None:
+    """A mid-epoch checkpoint's record (train/mid_epoch.py): the epoch after the last completed
+    one, a step count, and per rank generator states torch can restore."""
+    fields = {"epoch": int, "step": int, "images": int, "seconds": (int, float), "world": int, "ranks": list,
+              "writer": dict}
+    if not isinstance(record, dict) or set(record) != set(fields):
+        raise ValueError(f"{path}: field 'in_epoch' is not a mid-epoch record (keys {sorted(fields)})")
+    for key, kind in fields.items():
+        _need(record, key, kind, f"{path}: in_epoch")
+    if record["epoch"] != epoch + 1 or record["step"] < 1 or record["world"] != len(record["ranks"]) \
+            or record["world"] < 1 or record["images"] < 0 or not 0 <= record["seconds"] < 1e9:
+        raise ValueError(f"{path}: in_epoch says epoch {record['epoch']} step {record['step']} on {record['world']} "
+                         f"ranks, after completed epoch {epoch}: inconsistent")
+    for rank in record["ranks"]:
+        if not isinstance(rank, dict) or not {"loss_sum", "torch_rng", "lighting_rng"} <= set(rank) \
+                or not set(rank) <= {"loss_sum", "torch_rng", "lighting_rng", "cuda_rng"} \
+                or not isinstance(rank["loss_sum"], float) or not math.isfinite(rank["loss_sum"]) \
+                or not all(isinstance(rank[k], torch.Tensor) and rank[k].dtype == torch.uint8 and rank[k].dim() == 1
+                           and rank[k].numel() == (CPU_RNG_BYTES if k != "cuda_rng" else rank[k].numel() or -1)
+                           for k in rank if k.endswith("_rng")):
+            raise ValueError(f"{path}: in_epoch.ranks holds an entry that is not a rank's loss sum and generator "
+                             f"states")
+    try:
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **record["writer"]})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: in_epoch.writer: {exc}") from None
 
 
 def check_normalization(norm: dict, crop: int, path) -> None:

@@ -85,13 +85,20 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = option(None, "Steps per epoch; default train samples ÷ batch size.")
     eval_batch_size: int = option(256, "Images per evaluation batch (each gives 1 or 10 crops).")
     device: str = option("auto", "auto (cuda if available) | cpu | cuda | cuda:N.")
-    precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto = bf16 autocast on cuda, fp32 on cpu.")
-    compile: Optional[bool] = option(None, "torch.compile; default on for cuda.")
+    precision: Literal["auto", "fp32", "bf16"] = option(
+        "auto", "auto = bf16 autocast on cuda and on a CPU with AMX or AVX512-BF16, fp32 elsewhere (weights, "
+                "optimizer state, loss and the LRN's sums stay fp32).")
+    compile: Optional[bool] = option(None, "torch.compile; default on for cuda, off on cpu (slower there: "
+                                           "docs/performance.md).")
     logdir: Path = option(Path("runs"), "Runs go to <logdir>/<run-name>.")
     run_name: Optional[str] = option(None, "Run folder name; default <task>-<timestamp>.")
     extra_logging: bool = option(False, "Parameter and gradient histograms each epoch.")
     fast_dev_run: bool = option(False, "A few steps of train, holdout and val to check everything works.")
-    resume: Optional[Path] = option(None, "Continue from a checkpoint (last.pt).")
+    resume: Optional[Path] = option(None, "Continue from a checkpoint (last.pt): at the next epoch, or at the next "
+                                          "step of one saved mid-epoch, with the same data and random draws.")
+    checkpoint_every: Optional[float] = option(
+        None, "Minutes between mid-epoch checkpoints into last.pt (a kill loses at most this much); default 10 on "
+              "cpu, 30 on cuda; 0 = at epoch ends only.")
     figures: bool = option(True, "Figure 3 kernels each epoch; Figure 4 after the final evaluation.")
 
     def resolved(self, patch_size: int | None = None) -> "TrainConfig":
@@ -184,6 +191,8 @@ def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
         ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000, "1..100,000 samples per worker"),
         ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536, "1..65,536"),
         ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9, "1..10^9"),
+        ("checkpoint_every", cfg.checkpoint_every is None or finite_in(cfg.checkpoint_every, 0, 10**6),
+         "0..1,000,000 minutes"),
         ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size,
          f"between 64 and the shards' patch size {patch_size}"),
         ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls, "a template with '{name}'"),

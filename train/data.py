@@ -7,6 +7,9 @@ webdataset #439) and are decoded and cropped. Epoch e starts the stream at pass 
 loop takes exactly steps_per_epoch batches, so every rank runs the same number of steps
 (no DDP hang: webdataset #188/#194/#225) and an epoch is a pure function of (seed, e): a
 resumed run sees the same batches. Epoch length is set on the loop, not per worker (#303).
+A run resumed mid-epoch (`skip_batches`) replays the skipped batches' reads and random draws
+without decoding them, and rotates the workers' roles so that the loader's round robin,
+which always starts at worker 0, hands out batch `skip_batches` next.
 
 Eval: every shard once, split over ranks and workers; each sample counted once.
 """
@@ -133,6 +136,7 @@ class TrainStream(IterableDataset):
         self.batch_size, self.decode = batch_size, decode
         self.rank, self.world = rank, world
         self.epoch = 0
+        self.skip_batches = 0  # this epoch's batches already trained on (a mid-epoch resume)
         self.release_flags: torch.Tensor | None = None  # shared uint8 [workers * POOL]
 
     def shards_for_pass(self, q: int, slot: int, slots: int) -> list[str]:
@@ -147,13 +151,16 @@ class TrainStream(IterableDataset):
             q += 1
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list, list, int]]:
-        slot, slots = worker_slot(self.rank, self.world)
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        role = (worker + self.skip_batches) % workers  # the worker whose batch comes next
+        slot, slots = self.rank * workers + role, self.world * workers
         rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
         samples = self.samples(slot, slots, rng)
+        self._skip(samples, rng, len(range(role, self.skip_batches, workers)))
         if self.decode == "device":
             yield from self._undecoded_batches(samples, rng)
         b, c, patch = self.batch_size, self.crop, self.rules.patch
-        info = get_worker_info()
         pool: dict[int, torch.Tensor] = {}
         while True:
             # HWC memory: libjpeg decodes to HWC, so each crop row is one contiguous copy,
@@ -170,6 +177,14 @@ class TrainStream(IterableDataset):
             # labels and flags travel as plain lists: a small tensor would cost a new
             # shared-memory segment and a file-descriptor hand-over per batch
             yield images.permute(0, 3, 1, 2), labels, flips, flag
+
+    def _skip(self, samples: Iterator[dict], rng: random.Random, batches: int) -> None:
+        """Advance past `batches` of this worker's batches: every read and draw a batch makes,
+        in the same order, without the decoding."""
+        patch = self.rules.patch
+        for _ in range(batches * self.batch_size):
+            next(samples)
+            draw_crop(patch, patch, self.crop, rng)
 
     def _undecoded_batches(self, samples: Iterator[dict], rng: random.Random):
         """--decode device: the same draws, but JPEG bytes travel and the device decodes."""
@@ -280,6 +295,10 @@ def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> 
 
 
 def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, pin: bool) -> DataLoader:
-    """batch_size None: the dataset yields whole batches itself (TrainStream)."""
+    """batch_size None: the dataset yields whole batches itself (TrainStream). The loader's
+    own generator: a DataLoader otherwise draws its workers' base seed from torch's global
+    generator, which dropout draws from too -- a resumed run would then start its masks one
+    draw later (our workers seed their own random.Random and never use torch's seed)."""
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
-                      prefetch_factor=PREFETCH if workers else None, persistent_workers=False)
+                      prefetch_factor=PREFETCH if workers else None, persistent_workers=False,
+                      generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,8 @@ from .config import TrainConfig
 from .dataset import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
-from .loop import autocast_for, final_evaluation, resolve_device
+from .device import autocast_for, prepare_device, resolve_device, resolve_precision
+from .loop import final_evaluation
 from .model import AlexNet, Architecture
 
 
@@ -35,6 +36,7 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
     cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures, fast_dev_run=False,
                   real_labels=real_labels, device=device_name).resolved(manifest.patch_size)
     device = resolve_device(device_name)
+    prepare_device(device)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
     augment = DeviceAugment(InputStats(**state["normalization"]), cfg.pca_std, device)  # what the model saw
@@ -42,5 +44,5 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
     if figures:
         log_kernel_figure(model, None, out, state["epoch"])
     return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
-                            amp=autocast_for(device, cfg.precision), d=Dist(), folder=out, writer=None,
+                            amp=autocast_for(device, resolve_precision(device, cfg.precision)), d=Dist(), folder=out, writer=None,
                             wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1, predictions=predictions)

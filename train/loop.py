@@ -8,7 +8,6 @@ import itertools
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,32 +24,23 @@ from shared.manifest import Manifest
 
 from .augment import DeviceAugment, InputStats, centre_crop, ten_views
 from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
-                         remove_partial_writes, restore_best, save_epoch_checkpoints)
+                         remove_partial_writes, restore_best, save_epoch_checkpoints, save_last)
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
 from .dataset import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
+from .device import (Precision, autocast_for, describe, prepare_device, resolve_device, resolve_precision,
+                     warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures
 from .model import build_model
 from .optim import build_optimizer
 from .per_sample import gather_records, load_real_labels, score_real, top5_records, write_predictions
 from .run_folder import append_metrics, create_run_dir, git_hash, rewrite_metrics, write_results
+from .mid_epoch import (EpochProgress, MidEpochSaver, check_resumable, default_minutes, in_epoch_record,
+                        restore_rank)
 from .schedule import LrDrop, LrSchedule
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device, precision: str):
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def derive_seed(seed: int, rank: int, epoch: int, purpose: str) -> int:
@@ -117,13 +107,16 @@ def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views:
 
 
 def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAugment, generator, device,
-                    amp, d: Dist, epoch: int) -> dict:
+                    amp, d: Dist, epoch: int, progress: EpochProgress | None = None, after_step=None) -> dict:
+    """`steps` steps from `batches`, or the rest of them after `progress` (a mid-epoch
+    resume); `after_step(steps_done, progress, generator)` may save a mid-epoch checkpoint."""
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    images_seen, start = 0, time.perf_counter()
-    bar = tqdm(itertools.islice(batches, steps), total=steps, desc=f"epoch {epoch}", leave=False,
-               disable=not d.is_main, file=sys.stderr)
-    for step, (images, labels, flips) in enumerate(bar):
+    done = progress or EpochProgress()
+    loss_sum = torch.tensor(done.loss_sum, dtype=torch.float32, device=device)
+    images_seen, start = done.images, time.perf_counter() - done.seconds
+    bar = tqdm(itertools.islice(batches, steps - done.step), total=steps, initial=done.step, desc=f"epoch {epoch}",
+               leave=False, disable=not d.is_main, file=sys.stderr)
+    for step, (images, labels, flips) in enumerate(bar, start=done.step):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         alphas = augment.draw_alphas(len(images), generator)
         x = augment(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
@@ -136,6 +129,9 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
         images_seen += len(images) * d.world
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if after_step is not None:
+            after_step(step + 1, lambda: EpochProgress(step + 1, float(loss_sum), images_seen,
+                                                       time.perf_counter() - start), generator)
     loss = all_reduce_sum([float(loss_sum) / steps], device, d)[0] / d.world
     if not math.isfinite(loss):
         raise ValueError(f"epoch {epoch}: training loss is {loss} (the run diverged); lower --learn-rate, or "
@@ -158,6 +154,8 @@ class Run:
     schedule: LrSchedule
     augment: DeviceAugment
     amp: object
+    precision: Precision
+    device_settings: dict  # prepare_device's, for config.json
     steps: int
     epochs: int
     start_epoch: int = 0
@@ -166,16 +164,20 @@ class Run:
     folder: Path | None = None
     writer: SummaryWriter | None = None
     resumed_row: dict | None = None  # last.pt's metrics row, re-written to metrics.jsonl if a kill lost it
+    last_row: dict | None = None  # the last completed epoch's metrics row (mid-epoch checkpoints carry it)
+    in_epoch: dict | None = None  # a mid-epoch checkpoint's record, until its epoch resumes
+    checkpoint_minutes: float = 0.0
 
 
 def train(cfg: TrainConfig) -> dict:
     cfg = cfg.resolved()  # every option checked before anything starts
     device = resolve_device(cfg.device)
+    settings = prepare_device(device)
     d = init_distributed(device.type)
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
     try:
-        run = setup_run(cfg, device, d)
+        run = setup_run(cfg, device, d, settings)
         wall_start = time.perf_counter()
         try:
             for epoch in range(run.start_epoch, run.epochs):
@@ -194,7 +196,7 @@ def resume_advice(run: Run) -> str:
     return "no epoch was completed and saved yet: fix that and start the run again"
 
 
-def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
+def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | None = None) -> Run:
     cfg = cfg.resolved()
     manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
     cfg = cfg.resolved(manifest.patch_size)
@@ -212,9 +214,12 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist) -> Run:
     schedule = LrSchedule(optimizer, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta,
                           cfg.milestones(), cfg.lr_drops)
     inputs = dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop)
+    precision = resolve_precision(device, cfg.precision)
+    warn_slow_bf16(device, precision)
     run = Run(cfg, device, d, manifest, inputs, model, model, optimizer, schedule,
-              DeviceAugment(inputs, cfg.pca_std, device), autocast_for(device, cfg.precision),
-              steps, 1 if cfg.fast_dev_run else cfg.epochs)
+              DeviceAugment(inputs, cfg.pca_std, device), autocast_for(device, precision), precision,
+              settings or {}, steps, 1 if cfg.fast_dev_run else cfg.epochs)
+    run.checkpoint_minutes = cfg.checkpoint_every if cfg.checkpoint_every is not None else default_minutes(device)
     if cfg.resume:
         resume_from(run, cfg.resume)
     run.net = wrap_for_training(run)
@@ -229,8 +234,13 @@ def wrap_for_training(run: Run) -> nn.Module:
     net = run.model
     if run.d.enabled:
         net = DistributedDataParallel(net, device_ids=[run.device.index] if run.device.type == "cuda" else None)
-    use_compile = run.cfg.compile if run.cfg.compile is not None else run.device.type == "cuda"
-    return torch.compile(net) if use_compile else net
+    return torch.compile(net) if uses_compile(run.cfg, run.device) else net
+
+
+def uses_compile(cfg: TrainConfig, device: torch.device) -> bool:
+    """Default on CUDA only: on the 2-core CPU the compiled net trained slower than the eager
+    one with train/lrn.py's kernels, after ~15 s of compiling (docs/performance.md)."""
+    return cfg.compile if cfg.compile is not None else device.type == "cuda"
 
 
 def resume_from(run: Run, path: Path) -> None:
@@ -244,7 +254,10 @@ def resume_from(run: Run, path: Path) -> None:
     run.schedule.load_state_dict(state["schedule"])
     run.start_epoch = state["epoch"] + 1
     run.best_error, run.best_epoch = check_best_matches(Path(path).parent, state)
-    run.resumed_row = state["metrics_row"]
+    run.resumed_row = run.last_row = state["metrics_row"]
+    if "in_epoch" in state:
+        check_resumable(state["in_epoch"], run.cfg, run.d, path)
+        run.in_epoch = state["in_epoch"]
 
 
 def open_run_folder(run: Run) -> None:
@@ -263,10 +276,12 @@ def open_run_folder(run: Run) -> None:
     write_json_atomic(folder / "config.json", {
         "config": cfg.to_dict(), "git": git_hash(), "world_size": run.d.world, "device": str(run.device),
         "torch": torch.__version__, "steps_per_epoch": run.steps, "per_rank_batch": cfg.batch_size // run.d.world,
-        "architecture": run.model.arch.to_dict()})
+        "architecture": run.model.arch.to_dict(), "precision": run.precision.to_dict(),
+        "device_settings": run.device_settings, "compile": uses_compile(run.cfg, run.device)})
     run.writer = SummaryWriter(str(folder))
     print(f"run folder {folder}: {run.manifest.task}, {run.manifest.num_classes} classes, {run.steps} steps/epoch "
-          f"x {run.epochs - run.start_epoch} epochs, batch {cfg.batch_size} ({run.d.world} ranks), {run.device}",
+          f"x {run.epochs - run.start_epoch} epochs, batch {cfg.batch_size} ({run.d.world} ranks), "
+          f"{describe(run.device, run.precision, run.device_settings)}",
           file=sys.stderr)
 
 
@@ -281,9 +296,18 @@ def run_epoch(run: Run, epoch: int) -> None:
     cfg, d = run.cfg, run.d
     generator = seed_epoch(cfg.seed, d.rank, epoch)
     lr = run.schedule.lr
-    batches = iterate_train_batches(train_stream(run, epoch), cfg.workers, run.device.type == "cuda", run.device)
+    stream, progress = train_stream(run, epoch), None
+    if run.in_epoch is not None:  # resumed mid-epoch: this epoch's draws continue where they stopped
+        progress = restore_rank(run.in_epoch, d.rank, generator, run.device)
+        stream.skip_batches, run.in_epoch = progress.step, None
+        if d.is_main:
+            print(f"epoch {epoch}: continuing at step {progress.step} of {run.steps}", file=sys.stderr)
+    saver = MidEpochSaver(run.checkpoint_minutes, run.steps, d, run.device,
+                          lambda done, ranks: save_mid_epoch(run, epoch, done, ranks))
+    batches = iterate_train_batches(stream, cfg.workers, run.device.type == "cuda", run.device)
     train_metrics = train_one_epoch(run.net, run.optimizer, batches, steps=run.steps, augment=run.augment,
-                                    generator=generator, device=run.device, amp=run.amp, d=d, epoch=epoch)
+                                    generator=generator, device=run.device, amp=run.amp, d=d, epoch=epoch,
+                                    progress=progress, after_step=saver)
     batches.close()  # shuts the epoch's loader workers down
     holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
     held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp, d=d,
@@ -320,12 +344,23 @@ def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved:
         w.add_text("lr_drops", f"epoch {drop.epoch}: holdout error@1 {drop.holdout_error:.4f}, ε -> {drop.lr:g}", step)
         print(f"lr drop {len(run.schedule.drops)}/{run.cfg.lr_drops} after epoch {drop.epoch}: holdout error@1 "
               f"{drop.holdout_error:.4f} ({run.cfg.lr_schedule} rule), ε -> {drop.lr:g}", flush=True)
-    state = checkpoint_state(
+    save_epoch_checkpoints(run.folder, run_state(run, epoch, row), improved)
+    run.last_row = row
+    append_metrics(run.folder, row)  # after the checkpoint: a resume rewrites rows past last.pt's epoch
+
+
+def run_state(run: Run, epoch: int, row: dict | None) -> dict:
+    """What last.pt holds after `epoch` (the last completed one; -1 before the first)."""
+    return checkpoint_state(
         model=run.model, optimizer=run.optimizer, schedule=run.schedule, epoch=epoch, config=run.cfg.to_dict(),
         arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=run.inputs.state(),
         patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row)
-    save_epoch_checkpoints(run.folder, state, improved)
-    append_metrics(run.folder, row)  # after the checkpoint: a resume rewrites rows past last.pt's epoch
+
+
+def save_mid_epoch(run: Run, epoch: int, done: EpochProgress, ranks: list[dict]) -> None:
+    state = run_state(run, epoch - 1, run.last_row)
+    state["in_epoch"] = in_epoch_record(epoch, done, ranks, run.cfg)
+    save_last(run.folder, state)
 
 
 def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:

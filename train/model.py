@@ -39,10 +39,12 @@ from torch import nn
 
 from .architecture import (FC_WIDTH, KERNELS, LRN_BETA, LRN_K, LRN_SCALE, LRN_SIZE, Architecture, conv1_pads,
                            feature_side)
+from .lrn import local_response_norm
 
 class LocalResponseNorm(nn.Module):
     """§3.3: b_i = a_i / (k + alpha_per_term * sum_j a_j^2)^beta over the `size` maps around
-    i, within each of `groups` blocks of maps (cuda-convnet's window, clipped at the ends)."""
+    i, within each of `groups` blocks of maps (cuda-convnet's window, clipped at the ends).
+    train/lrn.py computes it: fused CPU kernels, or the torch reference (CUDA, compiled)."""
 
     def __init__(self, alpha_per_term: float, groups: int, size: int = LRN_SIZE, k: float = LRN_K,
                  beta: float = LRN_BETA):
@@ -50,15 +52,7 @@ class LocalResponseNorm(nn.Module):
         self.alpha_per_term, self.groups, self.size, self.k, self.beta = alpha_per_term, groups, size, k, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # at least fp32: a bf16 sum of squares would lose the small alpha * sum term
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        b, c, h, w = xf.shape
-        per_group = c // self.groups
-        sq = xf.square().reshape(b, self.groups, per_group, h, w)
-        half = self.size // 2
-        padded = F.pad(sq, (0, 0, 0, 0, half, self.size - 1 - half))  # zero maps at each group's ends
-        window = sum(padded[:, :, j:j + per_group] for j in range(self.size)).reshape(b, c, h, w)
-        return (xf / (self.k + self.alpha_per_term * window).pow(self.beta)).to(x.dtype)
+        return local_response_norm(x, self.alpha_per_term, self.groups, self.size, self.k, self.beta)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, k={self.k}, alpha_per_term={self.alpha_per_term:g}, beta={self.beta}, " \

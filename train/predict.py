@@ -26,7 +26,8 @@ from shared.patch import IMAGE_SUFFIXES, image_to_patch
 from .augment import DeviceAugment, InputStats
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .loop import autocast_for, resolve_device, view_probabilities
+from .device import autocast_for, prepare_device, resolve_device, resolve_precision
+from .loop import view_probabilities
 from .model import AlexNet, Architecture
 
 BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # as prep's skips
@@ -64,11 +65,12 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
     model = AlexNet(len(state["classes"]), arch)
     model.load_state_dict(state["model"])
     dev = resolve_device(device)
+    prepare_device(dev)
     model = model.to(dev, memory_format=torch.channels_last).eval()
     cfg = TrainConfig.from_dict(state["config"])
     augment = DeviceAugment(InputStats(**state["normalization"]), 0.0, dev)
     return Predictor(model, [list(c) for c in state["classes"]], augment, state["patch_size"], arch.crop, dev,
-                     autocast_for(dev, cfg.precision))
+                     autocast_for(dev, resolve_precision(dev, cfg.precision)))
 
 
 def file_kind(mode: int) -> str:

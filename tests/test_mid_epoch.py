@@ -1,0 +1,107 @@
+"""Mid-epoch checkpoints (train/mid_epoch.py): a run killed with SIGKILL between two epoch
+ends and resumed from last.pt ends with the weights of a run that was never interrupted,
+bit for bit; the loader's skip replays exactly the batches an uninterrupted epoch makes."""
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.manifest import read_manifest
+from train.checkpoint import load_checkpoint
+from train.data import SampleRules, TrainStream, iterate_train_batches
+
+REPO = Path(__file__).parents[1]
+
+
+def batches(urls, workers: int, skip: int, count: int, decode: str = "worker") -> list:
+    stream = TrainStream(urls, rules=SampleRules(256, 3), crop=224, buffer=16, seed=7, batch_size=4, decode=decode)
+    stream.epoch, stream.skip_batches = 1, skip
+    it = iterate_train_batches(stream, workers, False)
+    out = [(images.clone(), labels.clone(), flips.clone()) for images, labels, flips in itertools.islice(it, count)]
+    it.close()
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+def test_a_skipped_stream_continues_with_the_batches_an_unskipped_one_makes(tiny_shards, workers):
+    """Batch k onwards, whatever k and however many workers (their roles rotate so that the
+    loader's round robin, which starts at worker 0, hands out batch k first)."""
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
+    whole = batches(urls, workers, 0, 7)
+    for skip in (1, 2, 4):
+        rest = batches(urls, workers, skip, 7 - skip)
+        for (a, la, fa), (b, lb, fb) in zip(whole[skip:], rest):
+            assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb), (workers, skip)
+
+
+def test_device_decode_skips_the_same_way(tiny_shards):
+    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
+    whole, rest = batches(urls, 2, 0, 5, "device"), batches(urls, 2, 3, 2, "device")
+    for (a, la, _), (b, lb, _) in zip(whole[3:], rest):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def alexnet_train(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "train.cli", *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
+
+
+def wait_for_mid_epoch_save(proc: subprocess.Popen, last: Path, epoch: int) -> dict:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.is_file():
+            try:
+                state = torch.load(last, map_location="cpu", weights_only=True)
+            except Exception:  # replaced while being read
+                state = {}
+            record = state.get("in_epoch")
+            if record is not None and record["epoch"] == epoch:
+                return record
+        time.sleep(0.05)
+    raise AssertionError(f"no mid-epoch checkpoint of epoch {epoch} appeared; exit {proc.poll()}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, tmp_path):
+    common = ["--shards", str(tiny_shards), "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "6",
+              "--workers", "2", "--eval-batch-size", "16", "--shuffle-buffer", "16", "--no-figures", "--device", "cpu",
+              "--logdir", str(tmp_path)]
+    straight = alexnet_train(*common, "--run-name", "straight", "--checkpoint-every", "0")
+    finished(straight)
+    # a save at every step (0.00001 min); killed once epoch 1 has one, then resumed from it
+    killed = alexnet_train(*common, "--run-name", "killed", "--checkpoint-every", "0.00001")
+    last = tmp_path / "killed" / "last.pt"
+    record = wait_for_mid_epoch_save(killed, last, epoch=1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    state = load_checkpoint(last)
+    assert state["epoch"] == 0 and state["in_epoch"]["epoch"] == 1 and 1 <= state["in_epoch"]["step"] <= 3, record
+    out = finished(alexnet_train(*common, "--run-name", "killed", "--checkpoint-every", "0.00001",
+                                 "--resume", str(last)))
+    assert f"epoch 1: continuing at step {state['in_epoch']['step']} of 4" in out
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(last)
+    assert a["epoch"] == b["epoch"] == 1 and "in_epoch" not in b
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for s1, s2 in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(s1["velocity"], s2["velocity"])
+    rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("straight", "killed")]
+    assert [r["train"]["loss"] for r in rows[0]] == [r["train"]["loss"] for r in rows[1]]  # the same epoch losses
+    assert [r["holdout"] for r in rows[0]] == [r["holdout"] for r in rows[1]]
+    ends = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("straight", "killed")]
+    assert ends[0]["metrics"] == ends[1]["metrics"]
