@@ -1,113 +1,266 @@
-"""Training throughput on one device, three figures side by side in one run:
+"""Training and evaluation throughput, every figure side by side in one run (ratios: these
+machines are shared and noisy).
 
-  (a) model-only   production model + step (train_one_epoch) on one synthetic uint8 batch
-                   already on the device: the ceiling
-  (b) end-to-end   shards on disk -> loader workers (decode, crop, flip) -> device
-                   augmentation -> step; the same function as (a)
-  (c) 10-view eval crops/s of `evaluate(views=10)` over the holdout split (samples x 10 / s)
+CPU plan (`--device cpu`), each configuration in a fresh process (the allocator setting of
+train/device.py is process-wide), run `--repeats` times round-robin, the median kept:
+  (a) today's       the paper's net as this project ran it before issue 27: eager fp32, the
+                    torch LRN (train/lrn.py's reference), glibc's default allocator
+  (b) new default   what `alexnet-train` now runs on this CPU: --precision auto, eager, the
+                    LRN kernels, the allocator setting
+  (c) ceiling       the same net with LRN off, bf16, compiled (and eager: the faster is the ceiling)
+  (d) peer          torchvision's `alexnet` (one tower, no LRN), eager fp32, default allocator
+  (e) 10-view       evaluation crops/s of `evaluate(views=10)` at the new defaults, from the holdout shards
+  (f) end-to-end    (b) fed by the loader from the shards, per (--workers, torch threads) choice
+(a)-(d) train on one synthetic uint8 batch already in memory (model + step only).
 
-    python bench/train_throughput.py --shards shards/imagenet             # CUDA defaults
-    python bench/train_throughput.py --shards demo/shards --device cpu    # small CPU defaults
+CUDA plan (`--device cuda`, in one process): (a) model-only at --batch-size and 512, (b)
+end-to-end with --decode worker and device, (c) 10-view crops/s.
+
+    python bench/train_throughput.py --shards /work/data/mnist --device cpu
+    python bench/train_throughput.py --shards shards/imagenet              # CUDA defaults
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from train.augment import DeviceAugment, input_stats
-from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader
-from train.dataset import load_dataset
-from train.distributed import Dist
-from train.device import autocast_for, resolve_precision
-from train.loop import evaluate, train_one_epoch
-from train.model import build_model
-from train.optim import build_optimizer
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from train.augment import DeviceAugment, input_stats  # noqa: E402
+from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader  # noqa: E402
+from train.dataset import load_dataset  # noqa: E402
+from train.device import autocast_for, prepare_device, resolve_precision  # noqa: E402
+from train.distributed import Dist  # noqa: E402
+from train.loop import evaluate, train_one_epoch  # noqa: E402
+from train.model import Architecture, build_model  # noqa: E402
+from train.optim import build_optimizer  # noqa: E402
+
+# name -> (precision, lrn, compile, allocator setting, model); "f" rows add (workers, threads)
+CPU_CONFIGS = {
+    "a": ("fp32", "reference", False, False, "paper"),
+    "b": ("auto", "as-run", False, True, "paper"),
+    "c": ("bf16", "none", True, True, "paper"),
+    "c-eager": ("bf16", "none", False, True, "paper"),
+    "d": ("fp32", "none", False, False, "torchvision"),
+    "e": ("auto", "as-run", False, True, "paper"),
+}
+LOADER_CHOICES = [(1, 2), (2, 2), (1, 1), (0, 2)]  # (loader workers, torch threads) for (f)
 
 
-def timed_steps(model, opt, batches, steps, warmup, norm, device, amp) -> float:
+def timed_steps(model, opt, batches, steps, warmup, norm, device, amp) -> tuple[float, float]:
+    """(images per second over `steps` steps, seconds of the first warm-up step)."""
     gen = torch.Generator().manual_seed(0)
-    train_one_epoch(model, opt, batches, steps=warmup, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
-                    epoch=0)  # compile, caches
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
-    m = train_one_epoch(model, opt, batches, steps=steps, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
-                        epoch=1)
+    train_one_epoch(model, opt, batches, steps=1, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
+                    epoch=0)  # compile, caches
+    sync()
+    first = time.perf_counter() - start
+    if warmup > 1:
+        train_one_epoch(model, opt, batches, steps=warmup - 1, augment=norm, generator=gen, device=device, amp=amp,
+                        d=Dist(), epoch=0)
+    sync()
+    m = train_one_epoch(model, opt, batches, steps=steps, augment=norm, generator=gen, device=device, amp=amp,
+                        d=Dist(), epoch=1)
+    sync()
+    assert m["loss"] == m["loss"], "loss is NaN"
+    return m["images_per_s"], first
+
+
+def build(kind: str, lrn: str, classes: int, device):
+    if kind == "torchvision":
+        import torchvision
+
+        return torchvision.models.alexnet(num_classes=classes).to(device)
+    if lrn == "reference":  # the torch formulation everywhere, as before train/lrn.py's kernels
+        import train.model as model_module
+        from train.lrn import lrn_reference
+
+        model_module.local_response_norm = lrn_reference
+        lrn = "as-run"
+    torch.manual_seed(0)
+    return build_model(classes, Architecture(lrn=lrn)).to(device, memory_format=torch.channels_last)
+
+
+def synthetic(batch: int, classes: int, device):
+    return (torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device),
+            torch.randint(0, classes, (batch,), device=device), torch.rand(batch, device=device) < 0.5)
+
+
+def eval_rate(model, shards: Path, manifest, norm, device, amp, batch: int, batches: int) -> float:
+    rules = SampleRules(manifest.patch_size, manifest.num_classes)
+    n = batch * batches
+    holdout = make_loader(EvalShards(manifest.shard_paths(shards, "holdout") * 50, rules, limit=n), batch, 1,
+                          device.type == "cuda")
+    evaluate(model, itertools.islice(holdout, 1), norm, device=device, crop=224, views=10, amp=amp, d=Dist())
+    start = time.perf_counter()
+    m = evaluate(model, holdout, norm, device=device, crop=224, views=10, amp=amp, d=Dist())
     if device.type == "cuda":
         torch.cuda.synchronize()
-    assert m["loss"] == m["loss"], "loss is NaN"
-    return steps / (time.perf_counter() - start)
+    return m["samples"] * 10 / (time.perf_counter() - start)
+
+
+def train_stream(shards: Path, manifest, batch: int, decode: str = "worker") -> TrainStream:
+    return TrainStream(manifest.shard_paths(shards, "train"), rules=SampleRules(manifest.patch_size,
+                       manifest.num_classes), crop=224, buffer=2000, seed=0, batch_size=batch, decode=decode)
+
+
+def one_cpu_config(args) -> dict:
+    """Runs in a child process: one configuration, one JSON line."""
+    name = args.one
+    workers, threads = None, None
+    if name.startswith("f"):
+        workers, threads = (int(x) for x in name[1:].split("x"))
+        torch.set_num_threads(threads)
+        precision, lrn, compiled, tune, kind = CPU_CONFIGS["b"]
+    else:
+        precision, lrn, compiled, tune, kind = CPU_CONFIGS[name]
+    device = torch.device("cpu")
+    if tune:
+        prepare_device(device)
+    manifest, stats = load_dataset(args.shards)
+    amp = autocast_for(device, resolve_precision(device, precision))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
+    model = build(kind, lrn, manifest.num_classes, device)
+    result = {"name": name, "threads": torch.get_num_threads()}
+    if name == "e":
+        result["rate"] = eval_rate(model, args.shards, manifest, norm, device, amp, args.eval_batch_size,
+                                   args.eval_batches)
+        return result
+    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
+    net = torch.compile(model) if compiled else model
+    if workers is None:
+        batches = itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device))
+    else:
+        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size), workers, False, device)
+    result["rate"], result["first_step_s"] = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)
+    return result
+
+
+ALL_CPU = list(CPU_CONFIGS) + [f"f{w}x{t}" for w, t in LOADER_CHOICES]
+
+
+def cpu_plan(args) -> None:
+    names = args.configs.split(",") if args.configs else ALL_CPU
+    unknown = sorted(set(names) - set(ALL_CPU))
+    if unknown:
+        raise SystemExit(f"--configs: unknown {unknown}; choose from {','.join(ALL_CPU)}")
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for _ in range(args.repeats):
+        for name in names:
+            cmd = [sys.executable, __file__, "--one", name, "--shards", str(args.shards), "--device", "cpu",
+                   "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--eval-batches", str(args.eval_batches), "--eval-batch-size", str(args.eval_batch_size)]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            if out.returncode:
+                raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
+    rate = {n: statistics.median(r["rate"] for r in rs) for n, rs in runs.items()}
+    first = {n: statistics.median(r.get("first_step_s", 0) for r in rs) for n, rs in runs.items()}
+    print_cpu_table(args, rate, first, runs)
+
+
+def print_cpu_table(args, rate: dict, first: dict, runs: dict) -> None:
+    print(f"torch {torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()}, bf16 units "
+          f"{prepare_units()}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}, median of "
+          f"{args.repeats} runs each (round robin), shards {args.shards}")
+    what = {"a": ("(a)", "the paper's net, eager fp32, torch LRN, default allocator (before)", "img/s"),
+            "b": ("(b)", "the paper's net, new CPU default (bf16, LRN kernels, allocator)", "img/s"),
+            "c": ("(c)", f"LRN off, bf16, compiled (first step {first.get('c', 0):.0f} s)", "img/s"),
+            "c-eager": ("(c')", "LRN off, bf16, eager", "img/s"),
+            "d": ("(d)", "torchvision alexnet, eager fp32, default allocator", "img/s"),
+            "e": ("(e)", f"10-view evaluation at the new defaults (batch {args.eval_batch_size} images)", "crops/s")}
+    what |= {f"f{w}x{t}": ("(f)", f"end-to-end from the shards, {w} loader worker(s), {t} torch thread(s)", "img/s")
+             for w, t in LOADER_CHOICES}
+    print("| figure | configuration | rate |\n|---|---|---|")
+    for name in (n for n in ALL_CPU if n in rate):
+        fig, text, unit = what[name]
+        print(f"| {fig} | {text} | {rate[name]:,.1f} {unit} |")
+    ceiling = max(rate.get("c", 0), rate.get("c-eager", 0)) or None
+    f_default = rate.get(f"f{LOADER_CHOICES[0][0]}x{LOADER_CHOICES[0][1]}")
+    b = rate.get("b")
+    ratios = [("(b)/(a)", b, rate.get("a"), 2.5), ("(b)/ceiling, ceiling = max((c), (c'))", b, ceiling, 0.85),
+              ("(b)/(c) as the issue defines (c)", b, rate.get("c"), 0.85), ("(b)/(d)", b, rate.get("d"), 1.3),
+              ("(e)/(b)", rate.get("e"), b, 2.5), ("(f) default/(b)", f_default, b, 0.9)]
+    print("\n| ratio | measured | goal |\n|---|---|---|")
+    for label, top, bottom, goal in ratios:
+        if top and bottom:
+            value = top / bottom
+            print(f"| {label} | {value:.2f} | >= {goal} {'(met)' if value >= goal else '(MISSED)'} |")
+    print("\nall runs: " + json.dumps({n: [round(r["rate"], 1) for r in rs] for n, rs in runs.items()}))
+
+
+def prepare_units() -> str:
+    from train.device import cpu_bf16_units
+
+    return ", ".join(cpu_bf16_units()) or "none"
+
+
+def cuda_plan(args) -> None:
+    device = torch.device("cuda")
+    manifest, stats = load_dataset(args.shards)
+    amp = autocast_for(device, resolve_precision(device, "auto"))
+    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
+    model = build("paper", "as-run", manifest.num_classes, device)
+    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
+    net = torch.compile(model)
+    torch.backends.cudnn.benchmark = True
+    a = {b: timed_steps(net, opt, itertools.repeat(synthetic(b, manifest.num_classes, device)), args.steps,
+                        args.warmup, norm, device, amp)[0] for b in (args.batch_size, 512)}
+    e2e = {}
+    for decode in ("worker", "device"):
+        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, decode), args.workers,
+                                        True, device)
+        e2e[decode] = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)[0]
+        batches.close()
+    c = eval_rate(model, args.shards, manifest, norm, device, amp, args.eval_batch_size, args.eval_batches)
+    print(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 autocast, channels_last, "
+          f"torch.compile, loader workers {args.workers}, {args.steps} timed steps")
+    print("| measurement | rate |\n|---|---|")
+    for b, rate in a.items():
+        print(f"| (a) model-only training, batch {b} | {rate:,.0f} images/s |")
+    for decode, rate in e2e.items():
+        print(f"| (b) end-to-end training from shards, --decode {decode} | {rate:,.0f} images/s |")
+        print(f"| (b)/(a), --decode {decode} | {rate / a[args.batch_size]:.2f} |")
+    print(f"| (c) 10-view evaluation | {c:,.0f} crops/s |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", type=Path, required=True)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch-size", type=int, default=None, help="[128 on cuda, 16 on cpu]")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps [200 on cuda, 4 on cpu]")
-    ap.add_argument("--warmup", type=int, default=None, help="[30 on cuda, 1 on cpu]")
-    ap.add_argument("--workers", type=int, default=None, help="loader workers [cores - 1]")
-    ap.add_argument("--decode", choices=["worker", "device", "both"], default=None,
-                    help="where (b) decodes JPEGs [both on cuda, worker on cpu]")
-    ap.add_argument("--precision", default="auto")
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--batch-size", type=int, default=128, help="§5's 128")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps [200 on cuda, 6 on cpu]")
+    ap.add_argument("--warmup", type=int, default=None, help="[30 on cuda, 2 on cpu]")
+    ap.add_argument("--workers", type=int, default=None, help="loader workers on cuda [cores - 1]")
     ap.add_argument("--eval-batches", type=int, default=None, help="[20 on cuda, 2 on cpu]")
+    ap.add_argument("--eval-batch-size", type=int, default=None, help="images per batch [512 on cuda, 256 on cpu]")
+    ap.add_argument("--repeats", type=int, default=2, help="cpu: runs of each configuration")
+    ap.add_argument("--configs", help=f"cpu: a comma-separated subset of {','.join(ALL_CPU)} [all]")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    batch = args.batch_size or (128 if cuda else 16)
-    steps, warmup = args.steps or (200 if cuda else 4), args.warmup or (30 if cuda else 1)
-    workers = args.workers if args.workers is not None else max(1, (torch.multiprocessing.cpu_count() or 2) - 1)
-    use_compile = args.compile if args.compile is not None else cuda
-    args.decode = args.decode or ("both" if cuda else "worker")
-    manifest, stats = load_dataset(args.shards)
-    rules = SampleRules(manifest.patch_size, manifest.num_classes)
-    amp = autocast_for(device, resolve_precision(device, args.precision))
-    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
-    torch.manual_seed(0)
-    model = build_model(manifest.num_classes).to(device, memory_format=torch.channels_last)
-    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
-    net = torch.compile(model) if use_compile else model
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-
-    synthetic = (torch.randint(0, 256, (batch, 3, 224, 224), dtype=torch.uint8, device=device),
-                 torch.randint(0, manifest.num_classes, (batch,), device=device),
-                 torch.rand(batch, device=device) < 0.5)
-    a = timed_steps(net, opt, itertools.repeat(synthetic), steps, warmup, norm, device, amp) * batch
-
-    b = {}
-    for decode in (["worker", "device"] if args.decode == "both" else [args.decode]):
-        stream = TrainStream(manifest.shard_paths(args.shards, "train"), rules=rules, crop=224, buffer=2000,
-                             seed=0, batch_size=batch, decode=decode)
-        batches = iterate_train_batches(stream, workers, cuda, device)
-        b[decode] = timed_steps(net, opt, batches, steps, warmup, norm, device, amp) * batch
-        batches.close()
-
-    eval_batch = 4 * batch
-    n_eval = eval_batch * (args.eval_batches or (20 if cuda else 2))
-    holdout = make_loader(EvalShards(manifest.shard_paths(args.shards, "holdout") * 50, rules, limit=n_eval),
-                          eval_batch, 1, cuda)
-    evaluate(model, itertools.islice(holdout, 1), norm, device=device, crop=224, views=10, amp=amp, d=Dist())  # warm-up
-    start = time.perf_counter()
-    m = evaluate(model, holdout, norm, device=device, crop=224, views=10, amp=amp, d=Dist())
-    if cuda:
-        torch.cuda.synchronize()
-    c = m["samples"] * 10 / (time.perf_counter() - start)
-
-    name = torch.cuda.get_device_name(device) if cuda else "cpu"
-    print(f"device {name}, torch {torch.__version__}, batch {batch}, precision {args.precision}, "
-          f"compile {use_compile}, channels_last, loader workers {workers}, {steps} timed steps")
-    print("| measurement | rate |\n|---|---|")
-    print(f"| (a) model-only training | {a:,.0f} images/s |")
-    for decode, rate in b.items():
-        print(f"| (b) end-to-end training from shards, --decode {decode} | {rate:,.0f} images/s |")
-        print(f"| (b)/(a), --decode {decode} | {rate / a:.2f} |")
-    print(f"| (c) 10-view evaluation (eager model) | {c:,.0f} crops/s |")
+    cuda = args.device == "cuda"
+    args.steps = args.steps or (200 if cuda else 6)
+    args.warmup = args.warmup or (30 if cuda else 2)
+    args.eval_batches = args.eval_batches or (20 if cuda else 2)
+    args.eval_batch_size = args.eval_batch_size or (512 if cuda else 256)
+    args.workers = args.workers if args.workers is not None else max(1, (torch.multiprocessing.cpu_count() or 2) - 1)
+    if args.one:
+        print(json.dumps(one_cpu_config(args)))
+    elif cuda:
+        cuda_plan(args)
+    else:
+        cpu_plan(args)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,14 @@ def run_script(*args: str) -> str:
 
 
 def test_train_throughput_runs_on_cpu(tiny_shards):
+    """Each kind of figure of the CPU plan (train/device.py's settings in a child process,
+    the 10-view rate, the loader end to end) and their ratio to (b)."""
     out = run_script("bench/train_throughput.py", "--shards", str(tiny_shards), "--device", "cpu",
-                     "--batch-size", "4", "--steps", "1", "--warmup", "1", "--eval-batches", "1", "--workers", "1",
-                     "--decode", "both")
-    for row in ("(a) model-only", "(b) end-to-end", "(b)/(a)", "(c) 10-view"):
-        assert row in out
+                     "--configs", "a,b,e,f1x2", "--batch-size", "4", "--steps", "1", "--warmup", "1",
+                     "--eval-batches", "1", "--eval-batch-size", "4", "--repeats", "1")
+    for row in ("| (a) |", "| (b) |", "| (e) |", "| (f) | end-to-end from the shards, 1 loader worker(s), 2 torch",
+                "| (b)/(a) |", "| (e)/(b) |", "| (f) default/(b) |"):
+        assert row in out, out
 
 
 def test_loader_throughput_runs(tiny_shards):

@@ -77,3 +77,12 @@ def test_keep_freed_memory_is_a_glibc_setting_that_can_be_missing(monkeypatch):
             pass
     monkeypatch.setattr(device_mod.ctypes, "CDLL", NoMallopt)
     assert keep_freed_memory() is False
+
+
+def test_workers_default_per_device_is_resolved_into_the_config(tiny_shards, tmp_path):
+    from train.device import default_workers
+
+    assert default_workers(CPU) == 1 and default_workers(CUDA) == 4
+    given = {k: v for k, v in SMALL.items() if k != "workers"}
+    train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=tmp_path, run_name="w", **given))
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["config"]["workers"] == 1

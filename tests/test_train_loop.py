@@ -31,7 +31,7 @@ def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):
     assert result.exit_code == 0, result.output
     run = tmp_path / "dev"
     for name in ("config.json", "metrics.jsonl", "results.json", "last.pt", "best.pt",
-                 "figure3_kernels.png", "figure4_top5.png", "figure4_neighbours.png"):
+                 "figure3_kernels.png", "figure4_top5.png", "figure4_neighbours.png", "curve.png"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["batch_size"] == 8 and config["git"]

@@ -71,6 +71,7 @@ class DeviceAugment:
     def __init__(self, inputs: InputStats, pca_std: float, device: torch.device):
         self.mean = inputs.mean.to(device)[None]
         self.std = inputs.std.to(device)[None]
+        self.unit_std = bool((inputs.std == 1).all())
         sigma = inputs.eigenvalues.clamp(min=0).sqrt()
         self.sigma_p = (sigma[:, None] * inputs.eigenvectors).float().to(device)  # row i = sigma_i p_i
         self.pca_std = pca_std
@@ -86,13 +87,15 @@ class DeviceAugment:
                  flips: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 (B, 3, H, W) on device -> float32, channels_last; `flips` (B,) bool mirrors
         (the image, not the mean: cuda-convnet2 subtracts after cropping and flipping)."""
-        x = x.float()
+        x = x.to(torch.float32, copy=True)  # the in-place steps below never touch the caller's batch
         if flips is not None:
             x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)
-        x = x - self.mean
+        x.sub_(self.mean)
         if alphas is not None:
-            x = x + self.lighting_offsets(alphas)[:, :, None, None]
-        return (x / self.std).contiguous(memory_format=torch.channels_last)
+            x.add_(self.lighting_offsets(alphas)[:, :, None, None])
+        if not self.unit_std:  # "mean-image" and "mean": nothing to divide by
+            x.div_(self.std)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 def centre_crop(x: torch.Tensor, crop: int) -> torch.Tensor:

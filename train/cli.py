@@ -86,7 +86,8 @@ def evaluate(
     shards: Path = typer.Option(..., help="Dataset folder to evaluate on."),
     out: Optional[Path] = typer.Option(None, help="Folder for results.json and figures (default: the checkpoint's)."),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(TrainConfig.workers, min=0, max=256, help="Loader processes."),
+    workers: Optional[int] = typer.Option(None, min=0, max=256, help="Loader processes (default: as training's "
+                                                                      "--workers)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write Figure 3 and 4 PNGs."),
     real_labels: Optional[Path] = typer.Option(None, help=_flag_help(next(f for f in fields(TrainConfig)
                                                                            if f.name == "real_labels"))),

@@ -77,7 +77,9 @@ class TrainConfig:
                       "per channel, also divided by the std.")
     # ---- machinery
     seed: int = option(12331, "Seed of init, data order, dropout and lighting (per rank and epoch).")
-    workers: int = option(4, "Loader processes per rank.")
+    workers: Optional[int] = option(
+        None, "Loader processes per rank; default 1 on cpu (beside torch's threads: the fastest of the choices "
+              "measured on 2 cores, docs/performance.md), 4 on cuda.")
     shuffle_buffer: int = option(2000, "Samples per loader worker shuffled before decoding (webdataset #439).")
     decode: Literal["worker", "device"] = option(
         "worker", "JPEG decoding: worker = loader processes (strict libjpeg-turbo); device = on the training device "
@@ -187,7 +189,7 @@ def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
         ("pool_size", cfg.pool_size in (2, 3), "3 (§3.4) or 2"),
         ("pca_std", finite_in(cfg.pca_std, 0, 10), "in [0, 10] (§4.1: 0.1)"),
         ("seed", 0 <= cfg.seed < 2**63, ">= 0"),
-        ("workers", 0 <= cfg.workers <= 256, "0..256"),
+        ("workers", cfg.workers is None or 0 <= cfg.workers <= 256, "0..256"),
         ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000, "1..100,000 samples per worker"),
         ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536, "1..65,536"),
         ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9, "1..10^9"),

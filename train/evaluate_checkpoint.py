@@ -11,7 +11,7 @@ from .config import TrainConfig
 from .dataset import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
-from .device import autocast_for, prepare_device, resolve_device, resolve_precision
+from .device import autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
 from .loop import final_evaluation
 from .model import AlexNet, Architecture
 
@@ -23,7 +23,7 @@ def default_out(checkpoint: Path, trained_on: Path | None, shards: Path, task: s
     return checkpoint.parent if own else checkpoint.parent / task
 
 
-def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int,
+def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int | None,
                         figures: bool, real_labels: Path | None = None, predictions: Path | None = None) -> dict:
     start = time.perf_counter()
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
@@ -33,10 +33,11 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
     out = out or default_out(checkpoint, trained.shards, shards, manifest.task)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: pass a folder for results.json and the figures")
-    cfg = replace(trained, shards=shards, shard_urls=None, workers=workers, figures=figures, fast_dev_run=False,
-                  real_labels=real_labels, device=device_name).resolved(manifest.patch_size)
     device = resolve_device(device_name)
     prepare_device(device)
+    cfg = replace(trained, shards=shards, shard_urls=None, workers=default_workers(device) if workers is None else workers,
+                  figures=figures, fast_dev_run=False, real_labels=real_labels, device=device_name
+                  ).resolved(manifest.patch_size)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
     augment = DeviceAugment(InputStats(**state["normalization"]), cfg.pca_std, device)  # what the model saw

@@ -174,3 +174,25 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, d
         if writer is not None:
             writer.add_image(f"figures/{name[:-4]}", img, 0, dataformats="HWC")
     return paths
+
+
+def write_training_curve(rows: list[dict], path: Path) -> Path:
+    """The run's curve from its metrics.jsonl rows: training loss and holdout error@1 per
+    epoch, each ε drop of §5's schedule marked, as curve.png beside the other figures."""
+    plt = _pyplot()
+    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = [r["epoch"] for r in rows]
+    loss_ax.plot(epochs, [r["train"]["loss"] for r in rows], marker="o", ms=3)
+    loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    err_ax.plot(epochs, [r["holdout"]["error@1"] for r in rows], marker="o", ms=3, label="holdout error@1")
+    err_ax.set(xlabel="epoch", ylabel="holdout error@1 (centre crop)")
+    for ax in (loss_ax, err_ax):
+        for r in rows:
+            if "lr_drop" in r:
+                ax.axvline(r["epoch"] + 0.5, color="grey", ls="--", lw=0.8)
+        ax.grid(alpha=0.3)
+    err_ax.set_title(f"ε {rows[0]['lr']:g} at the start; dashed: ε ÷ 10", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

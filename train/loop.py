@@ -8,7 +8,7 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,14 +28,15 @@ from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoi
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
 from .dataset import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
-from .device import (Precision, autocast_for, describe, prepare_device, resolve_device, resolve_precision,
-                     warn_slow_bf16)
+from .device import (Precision, autocast_for, default_workers, describe, prepare_device, resolve_device,
+                     resolve_precision, warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
-from .figures import log_kernel_figure, write_prediction_figures
+from .figures import log_kernel_figure, write_prediction_figures, write_training_curve
 from .model import build_model
 from .optim import build_optimizer
 from .per_sample import gather_records, load_real_labels, score_real, top5_records, write_predictions
-from .run_folder import append_metrics, create_run_dir, git_hash, rewrite_metrics, write_results
+from .run_folder import (CURVE_NAME, METRICS_NAME, append_metrics, create_run_dir, git_hash, read_metrics,
+                         rewrite_metrics, write_results)
 from .mid_epoch import (EpochProgress, MidEpochSaver, check_resumable, default_minutes, in_epoch_record,
                         restore_rank)
 from .schedule import LrDrop, LrSchedule
@@ -71,8 +72,8 @@ def view_probabilities(model, images: torch.Tensor, augment: DeviceAugment, crop
     crops = ten_views(images, crop) if views == 10 else [centre_crop(images, crop)]
     stacked = torch.cat(crops)  # uint8 (views * B, 3, crop, crop)
     probs = []
-    for chunk in stacked.split(1280 if images.device.type == "cuda" else 256):
-        with amp:
+    with amp:  # one region: autocast casts the weights to bf16 once for all chunks, not once per chunk
+        for chunk in stacked.split(1280 if images.device.type == "cuda" else 256):
             probs.append(F.softmax(model(augment(chunk)).float(), dim=1))
     return torch.cat(probs).view(len(crops), len(images), -1).mean(0)
 
@@ -198,6 +199,8 @@ def resume_advice(run: Run) -> str:
 
 def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | None = None) -> Run:
     cfg = cfg.resolved()
+    if cfg.workers is None:
+        cfg = replace(cfg, workers=default_workers(device))
     manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
     cfg = cfg.resolved(manifest.patch_size)
     if cfg.real_labels:  # checked now, not after the last epoch
@@ -347,6 +350,8 @@ def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved:
     save_epoch_checkpoints(run.folder, run_state(run, epoch, row), improved)
     run.last_row = row
     append_metrics(run.folder, row)  # after the checkpoint: a resume rewrites rows past last.pt's epoch
+    if run.cfg.figures:
+        write_training_curve(read_metrics(run.folder / METRICS_NAME), run.folder / CURVE_NAME)
 
 
 def run_state(run: Run, epoch: int, row: dict | None) -> dict:

@@ -54,23 +54,25 @@ def _f32_to_bf16(bits):  # pragma: no cover (compiled): round to nearest even, a
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _load(src, dst_bits, bf16):  # pragma: no cover (compiled)
+def _load(src, offset, length, dst_bits, bf16):  # pragma: no cover (compiled)
+    """dst_bits[:length] = fp32 bits of src[offset:offset + length] (flat arrays: slices of a
+    2-D array lose numba's contiguous layout, and with it the vector loops)."""
     if bf16:
-        for m in range(src.size):
-            dst_bits[m] = _bf16_to_f32(src[m])
+        for m in range(length):
+            dst_bits[m] = _bf16_to_f32(src[offset + m])
     else:
-        for m in range(src.size):
-            dst_bits[m] = src[m]
+        for m in range(length):
+            dst_bits[m] = src[offset + m]
 
 
 @numba.njit(inline="always", error_model="numpy")
-def _store(src_bits, dst, bf16):  # pragma: no cover (compiled)
+def _store(src_bits, dst, offset, length, bf16):  # pragma: no cover (compiled)
     if bf16:
-        for m in range(dst.size):
-            dst[m] = _f32_to_bf16(src_bits[m])
+        for m in range(length):
+            dst[offset + m] = _f32_to_bf16(src_bits[m])
     else:
-        for m in range(dst.size):
-            dst[m] = src_bits[m]
+        for m in range(length):
+            dst[offset + m] = src_bits[m]
 
 
 @numba.njit(inline="always", error_model="numpy")
@@ -90,20 +92,28 @@ def _window_sums(padded, out, length, channels, groups, size, reach_back):  # pr
             for m in range(length):
                 out[m] += padded[m + j]
     per = channels // groups
-    reach_forward = size - 1 - reach_back
+    edges = _edge_windows(per, size, reach_back)
     for base in range(0, length, per):
-        for i in range(min(reach_back, per)):  # the window starts before the group's first map
+        for e in range(edges.shape[0]):
+            i, first, stop = edges[e, 0], edges[e, 1], edges[e, 2]
             s = np.float32(0)
-            for j in range(reach_back - i, size):
-                if i - reach_back + j < per:
-                    s += padded[base + i + j]
+            for j in range(first, stop):
+                s += padded[base + i + j]
             out[base + i] = s
-        for i in range(max(per - reach_forward, reach_back), per):  # it ends past the group's last map
-            s = np.float32(0)
-            for j in range(size):
-                if 0 <= i - reach_back + j < per:
-                    s += padded[base + i + j]
-            out[base + i] = s
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _edge_windows(per, size, reach_back):  # pragma: no cover (compiled)
+    """(i, first j, stop j) for each map i of a group whose window crosses the group's edge:
+    padded[base + i + j] for j in [first, stop) are the maps of its window inside the group."""
+    reach_forward = size - 1 - reach_back
+    edge = [i for i in range(per) if i < reach_back or i >= per - reach_forward]
+    rows = np.empty((len(edge), 3), np.int64)
+    for e, i in enumerate(edge):
+        rows[e, 0] = i
+        rows[e, 1] = max(0, reach_back - i)
+        rows[e, 2] = min(size, per + reach_back - i)
+    return rows
 
 
 @numba.njit(inline="always", error_model="numpy")
@@ -130,8 +140,8 @@ BLOCK_ROWS = 32  # rows per inner block: its ~8 fp32 scratch arrays stay in L2 (
 
 
 @numba.njit(nogil=True, boundscheck=False, error_model="numpy", cache=True)
-def _forward_rows(x, y, start, stop, groups, size, k, alpha, beta, bf16):  # pragma: no cover (compiled)
-    c = x.shape[1]
+def _forward_rows(x, y, c, start, stop, groups, size, k, alpha, beta, bf16):  # pragma: no cover (compiled)
+    """Rows start..stop of x (flat, `c` channels per row) normalised into y."""
     n = BLOCK_ROWS * c
     bits = np.empty(n, np.uint32)
     xf = bits.view(np.float32)
@@ -143,17 +153,16 @@ def _forward_rows(x, y, start, stop, groups, size, k, alpha, beta, bf16):  # pra
     for r0 in range(start, stop, BLOCK_ROWS):
         r1 = min(stop, r0 + BLOCK_ROWS)
         length = (r1 - r0) * c
-        _load(x[r0:r1].ravel(), bits, bf16)
+        _load(x, r0 * c, length, bits, bf16)
         _scales(xf, padded, d, scale, length, c, groups, size, k, alpha, beta)
         for m in range(length):
             out[m] = xf[m] * scale[m]
-        _store(out_bits, y[r0:r1].ravel(), bf16)
+        _store(out_bits, y, r0 * c, length, bf16)
 
 
 @numba.njit(nogil=True, boundscheck=False, error_model="numpy", cache=True)
-def _backward_rows(x, grad, dx, start, stop, groups, size, k, alpha, beta, bf16):  # pragma: no cover (compiled)
+def _backward_rows(x, grad, dx, c, start, stop, groups, size, k, alpha, beta, bf16):  # pragma: no cover (compiled)
     """dL/dx_j = g_j d_j^-beta - 2 alpha beta x_j sum_{i: j in window(i)} g_i x_i d_i^(-beta-1)."""
-    c = x.shape[1]
     n = BLOCK_ROWS * c
     after = size - 1 - size // 2  # the transposed window reaches `after` maps back
     bits = np.empty(n, np.uint32)
@@ -170,24 +179,27 @@ def _backward_rows(x, grad, dx, start, stop, groups, size, k, alpha, beta, bf16)
     for r0 in range(start, stop, BLOCK_ROWS):
         r1 = min(stop, r0 + BLOCK_ROWS)
         length = (r1 - r0) * c
-        _load(x[r0:r1].ravel(), bits, bf16)
-        _load(grad[r0:r1].ravel(), gbits, bf16)
+        _load(x, r0 * c, length, bits, bf16)
+        _load(grad, r0 * c, length, gbits, bf16)
         _scales(xf, padded, d, scale, length, c, groups, size, k, alpha, beta)
         for m in range(length):
             padded_t[after + m] = gf[m] * xf[m] * scale[m] / d[m]
         _window_sums(padded_t, out, length, c, groups, size, after)
         for m in range(length):
             out[m] = gf[m] * scale[m] - factor * xf[m] * out[m]
-        _store(out_bits, dx[r0:r1].ravel(), bf16)
+        _store(out_bits, dx, r0 * c, length, bf16)
 
 
 _pool: ThreadPoolExecutor | None = None
 
 
-def _run_rows(kernel, rows: int, arrays: tuple, params: tuple) -> None:
-    """`kernel(*arrays, start, stop, *params)` over every row, split between as many threads
-    as torch's intra-op pool (the kernels release the GIL)."""
+def _run_rows(kernel, arrays: tuple, params: tuple) -> None:
+    """`kernel(*flat arrays, channels, start, stop, *params)` over every row of the (rows,
+    channels) arrays, split between as many threads as torch's intra-op pool (the kernels
+    release the GIL)."""
     global _pool
+    rows, channels = arrays[0].shape
+    arrays = tuple(a.reshape(-1) for a in arrays) + (channels,)
     threads = max(1, torch.get_num_threads())
     tasks = [(s, min(rows, s + ROWS_PER_TASK)) for s in range(0, rows, ROWS_PER_TASK)]
     if threads == 1 or len(tasks) == 1:
@@ -220,7 +232,7 @@ class CpuLrn(torch.autograd.Function):
         params = (groups, size, k, alpha_per_term, beta, x.dtype == torch.bfloat16)
         xa = _rows(x)
         y, ya = _empty_rows(x)
-        _run_rows(_forward_rows, xa.shape[0], (xa, ya), params)
+        _run_rows(_forward_rows, (xa, ya), params)
         ctx.save_for_backward(x)
         ctx.params = params
         return y
@@ -230,7 +242,7 @@ class CpuLrn(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         xa, ga = _rows(x), _rows(grad.to(x.dtype))
         dx, dxa = _empty_rows(x)
-        _run_rows(_backward_rows, xa.shape[0], (xa, ga, dxa), ctx.params)
+        _run_rows(_backward_rows, (xa, ga, dxa), ctx.params)
         return dx, None, None, None, None, None
 
 

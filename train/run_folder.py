@@ -13,6 +13,7 @@ from shared.json_files import write_atomic, write_json_atomic
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.jsonl"
+CURVE_NAME = "curve.png"  # training loss and holdout error per epoch (train/figures.py)
 
 
 @functools.cache
