@@ -5,7 +5,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # make_fixtures
 
+import exit_watchdog  # noqa: E402
 from make_fixtures import write_kaggle  # noqa: E402
+
+_EXIT_STATUS = [0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    exit_watchdog.arm(_EXIT_STATUS[0])
 
 
 @pytest.fixture(scope="session")
