@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from train.augment import DeviceAugment, input_stats  # noqa: E402
 from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader  # noqa: E402
 from train.dataset import load_dataset  # noqa: E402
-from train.device import autocast_for, prepare_device, resolve_precision  # noqa: E402
+from train.device import autocast_for, eval_workers, prepare_device, resolve_precision  # noqa: E402
 from train.distributed import Dist  # noqa: E402
 from train.loop import evaluate, train_one_epoch  # noqa: E402
 from train.model import Architecture, build_model  # noqa: E402
@@ -99,8 +99,8 @@ def synthetic(batch: int, classes: int, device):
 def eval_rate(model, shards: Path, manifest, norm, device, amp, batch: int, batches: int) -> float:
     rules = SampleRules(manifest.patch_size, manifest.num_classes)
     n = batch * batches
-    holdout = make_loader(EvalShards(manifest.shard_paths(shards, "holdout") * 50, rules, limit=n), batch, 1,
-                          device.type == "cuda")
+    holdout = make_loader(EvalShards(manifest.shard_paths(shards, "holdout") * 50, rules, limit=n), batch,
+                          eval_workers(1, device), device.type == "cuda")  # as alexnet-train's evaluations
     evaluate(model, itertools.islice(holdout, 1), norm, device=device, crop=224, views=10, amp=amp, d=Dist())
     start = time.perf_counter()
     m = evaluate(model, holdout, norm, device=device, crop=224, views=10, amp=amp, d=Dist())

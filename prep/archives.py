@@ -37,6 +37,9 @@ DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedEr
                   tarfile.TarError, ValueError)
 
 
+UNSAFE = "unsafe member name (absolute or '..'): never read"
+
+
 class DamagedMember(ValueError):
     """A member that cannot be read: a skip with this reason, as a damaged JPEG is."""
 
@@ -51,6 +54,13 @@ def bomb_problem(size: int, packed: int) -> str | None:
 
 def is_archive(path) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def unsafe_name(name: str) -> bool:
+    """An absolute member name, or one that climbs with '..', is never read -- at any depth
+    (a member of a tar inside the train tar follows the outer archive's rules)."""
+    parts = PurePosixPath(name).parts
+    return name.startswith("/") or ".." in parts or not parts
 
 
 def clean_name(name: str) -> str:
@@ -73,8 +83,8 @@ class Archive:
 
     def _add(self, name: str, is_dir: bool, payload) -> None:
         parts = PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts or not parts:
-            self.problems.append((name, "unsafe member name (absolute or '..'): never read"))
+        if unsafe_name(name):
+            self.problems.append((name, UNSAFE))
             return
         clean = clean_name(name)
         if clean in self._seen:

@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, sigterm_as_interrupt
 from shared.manifest import MANIFEST_NAME, Manifest
 from shared.stats import STATS_NAME
 
@@ -29,6 +29,11 @@ from .config import PrepConfig
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Offline stage: raw images -> 256x256 WebDataset shards + mean/PCA stats.")
 FIELDS = {f.name: f for f in fields(PrepConfig)}
+
+
+@app.callback()
+def _before_every_command() -> None:
+    sigterm_as_interrupt()  # SIGTERM stops any command as Ctrl-C does: one line, exit 1, resumable
 SHOW_SKIPS = 5
 
 
@@ -153,9 +158,12 @@ def synth(
     seed: int = typer.Option(0, min=0),
 ):
     """Generate a small learnable dataset (coloured shapes on textures) in the Kaggle ImageNet layout."""
+    from shared.output_paths import check_output_folder
+
     from .synthetic import write_synthetic_kaggle
 
     with error_boundary():
+        check_output_folder(out, "--out")
         write_synthetic_kaggle(out, classes, train_per_class, val_per_class, seed)
     typer.echo(f"{out}: {classes} classes, {classes * train_per_class} train, {classes * val_per_class} val")
 

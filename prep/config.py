@@ -49,7 +49,7 @@ class PrepConfig:
                  ("quality", 1 <= self.quality <= 100, "1..100"),
                  ("resample", self.resample in RESAMPLERS, f"one of {', '.join(RESAMPLERS)}"),
                  ("shard_size", 1 <= self.shard_size <= 1_000_000, "1..1,000,000"),
-                 ("holdout", self.holdout is None or self.holdout >= 0, ">= 0"),
+                 ("holdout", self.holdout is None or self.holdout >= 1, ">= 1 (alexnet-train needs a holdout)"),
                  ("seed", self.seed >= 0, ">= 0"),
                  ("max_pixels", 1 <= self.max_pixels <= 10**10, "1..10^10"),
                  ("workers", 1 <= self.workers <= 1024, "1..1024")]

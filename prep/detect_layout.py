@@ -13,12 +13,12 @@ from .archives import ARCHIVE_SUFFIXES, archive_root, archives_under, is_archive
 from .cifar_layout import CIFAR_TASKS, find_cifar_dir, read_cifar_dataset
 from .config import TASKS
 from .idx_layout import IDX_TASKS, find_idx_dir, read_idx_dataset
-from .ilsvrc import (is_huggingface, is_ilsvrc_archives, is_imagenet_folders, is_imagenetv2, read_huggingface,
-                     read_ilsvrc_archives, read_imagenet_folders, read_imagenetv2)
+from .ilsvrc import (is_huggingface, is_ilsvrc_archives, is_imagenet_folders, is_imagenetv2, keep_split_keys,
+                     read_huggingface, read_ilsvrc_archives, read_imagenet_folders, read_imagenetv2)
 from .imagenet_layouts import (is_kaggle_imagenet, is_tiny_imagenet, read_kaggle_imagenet,
                                read_tiny_imagenet)
-from .sources import (Item, Source, Tree, account_tree, ensure_unique_keys, ignore_rest, is_hidden, list_folder,
-                      relative, walk)
+from .sources import (Item, Source, Tree, account_tree, drop_ambiguous_keys, ensure_unique_keys, ignore_rest,
+                      is_hidden, list_folder, relative, walk)
 
 LOOKED_FOR = (
     "  imagenet       Kaggle ILSVRC archive: LOC_synset_mapping.txt + ILSVRC/Data/CLS-LOC/train/<wnid>/\n"
@@ -34,6 +34,9 @@ LOOKED_FOR = (
     "  cifar100       cifar-100-python/ (meta, train, test)\n"
     "  folder         <class>/<image>, or train/<class>/<image> with optional val/<class>/<image>")
 
+
+# Forms whose file stems are the dataset's own image ids: a repeated id is ambiguous
+OWN_IDS = {"kaggle-imagenet", "ilsvrc-archives", "huggingface", "imagenet-folders", "imagenetv2", "tiny-imagenet"}
 
 # ILSVRC-2012's forms, in the order they are recognised: (layout, test, reader)
 IMAGENET_FORMS = [("kaggle-imagenet", is_kaggle_imagenet, read_kaggle_imagenet),
@@ -119,6 +122,10 @@ def read_source(src: Path, task: str | None) -> Source:
     if not source.items.get(needed):
         raise ValueError(f"--src {src}: no labelled {'training' if needed == 'train' else 'test'} images found for "
                          f"layout {source.layout} ({len(source.skipped)} inputs skipped)")
+    if source.task == "imagenet":
+        keep_split_keys(source)
+    if source.layout in OWN_IDS:
+        drop_ambiguous_keys(source)
     source.items = ensure_unique_keys(source.items)  # unique across the whole dataset
     for prefix, archive in archives_under(src):  # members never read: unsafe names, duplicates, links, bombs
         source.skipped += [Skip(prefix + name, "archive", why) for name, why in archive.problems]

@@ -70,6 +70,15 @@ def find_idx_file(folder, stem: str) -> tuple[object | None, list]:
     return (copies[0], copies[1:]) if copies else (None, [])
 
 
+def other_idx_copies(src, chosen, *stems: str) -> list:
+    """Files named as one of `stems` in the folders idx files are looked for, but `chosen`."""
+    found = []
+    for folder in (src, src / "raw", *(src / name / "raw" for name, _ in IDX_TASKS.values())):
+        if folder != chosen:
+            found += [p for stem in stems for p in find_idx_file(folder, stem)[0:1] if p is not None]
+    return found
+
+
 def find_idx_dir(src, task: str):
     for folder in (src, src / "raw", src / IDX_TASKS[task][0] / "raw"):
         if find_idx_file(folder, IDX_FILES["train"][0])[0] is not None:
@@ -78,17 +87,24 @@ def find_idx_dir(src, task: str):
 
 
 def _inflate(path, data: bytes) -> bytes:
-    """gunzip with a ceiling: a few KB of gzip can claim gigabytes."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_IDX_BYTES + 1)
-    except zlib.error as exc:
-        raise ValueError(f"{path}: damaged gzip data ({exc})") from None
-    if len(out) > MAX_IDX_BYTES:
-        raise ValueError(f"{path}: inflates to more than {MAX_IDX_BYTES:,} bytes: not an idx file")
-    if not inflater.eof:
-        raise ValueError(f"{path}: gzip data cut short")
-    return out
+    """gunzip with a ceiling: a few KB of gzip can claim gigabytes. Every member, as gzip
+    reads them: a file of several gzip members (`cat a.gz b.gz`, pigz, some re-packers) is
+    their contents one after the other."""
+    parts, total = [], 0
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(data, MAX_IDX_BYTES + 1 - total)
+        except zlib.error as exc:
+            raise ValueError(f"{path}: damaged gzip data ({exc})") from None
+        total += len(out)
+        if total > MAX_IDX_BYTES:
+            raise ValueError(f"{path}: inflates to more than {MAX_IDX_BYTES:,} bytes: not an idx file")
+        if not inflater.eof:
+            raise ValueError(f"{path}: gzip data cut short")
+        parts.append(out)
+        data = inflater.unused_data.lstrip(b"\0")  # gzip skips zero padding between members, as here
+    return b"".join(parts)
 
 
 def _idx_bytes(path) -> bytes:
@@ -142,11 +158,12 @@ def read_idx_dataset(src: Path, task: str) -> Source:
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         (images, image_copies), (labels, label_copies) = find_idx_file(folder, images_stem), \
             find_idx_file(folder, labels_stem)
-        if images is None or labels is None:
-            if split == "train":
-                raise FileNotFoundError(f"{folder}: {labels_stem if images else images_stem}[.gz] missing; "
-                                        f"looked for {looked_for(task)}")
-            continue
+        if images is None or labels is None:  # both splits or none: a test split never goes missing quietly
+            elsewhere = sorted(relative(p, src) for p in other_idx_copies(src, folder, images_stem, labels_stem))
+            raise FileNotFoundError(f"{folder}: {labels_stem if images else images_stem}[.gz] missing ({task}'s "
+                                    f"{'training' if split == 'train' else 'test'} split); looked for "
+                                    f"{looked_for(task)}" + (f"; found {', '.join(elsewhere)} in another folder: "
+                                                             f"put the four files in one" if elsewhere else ""))
         n_images, n_labels = len(read_idx(images, "images")), len(read_idx(labels, "labels"))
         if n_images != n_labels:
             raise ValueError(f"{images} holds {n_images} images but {labels} {n_labels} labels")

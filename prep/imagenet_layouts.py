@@ -10,7 +10,8 @@ from pathlib import Path
 from shared.manifest import ClassInfo
 from shared.shards import sanitize_key
 
-from .sources import Item, Source, Tree, account_tree, ignore_rest, list_folder, relative, walk
+from .imagenet_classes import checked_imagenet_table
+from .sources import Item, Source, Tree, account_tree, ignore_rest, list_folder, read_text_file, relative, walk
 
 WNID = re.compile(r"n[0-9]{8}")  # use fullmatch
 KAGGLE_MAPPING = "LOC_synset_mapping.txt"
@@ -28,7 +29,7 @@ def is_tiny_imagenet(src: Path) -> bool:
 
 def read_kaggle_mapping(path: Path) -> list[ClassInfo]:
     classes = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text_file(path).splitlines(), 1):
         if not line.strip():
             continue
         wnid, _, name = line.partition(" ")
@@ -123,11 +124,11 @@ def read_labelled_folder(source: Source, folder: Path, labels: LabelFile, by_wni
 
 
 def read_kaggle_imagenet(src: Path) -> Source:
-    classes = read_kaggle_mapping(src / KAGGLE_MAPPING)
+    # ILSVRC-2012's table, or a dataset of its own (e.g. `alexnet-prep synth`) never
+    # reported beside the paper's ImageNet figures (prep/imagenet_classes.py)
+    classes, task = checked_imagenet_table(read_kaggle_mapping(src / KAGGLE_MAPPING), str(src / KAGGLE_MAPPING),
+                                           "kaggle")
     by_wnid = {c.wnid: c.index for c in classes}
-    # ILSVRC-2012 has 1000 classes; a Kaggle-layout folder with others (e.g. `alexnet-prep
-    # synth`) must not be reported beside the paper's ImageNet figures.
-    task = "imagenet" if len(classes) == 1000 else f"kaggle-{len(classes)}-classes"
     source = Source(task, "kaggle-imagenet", src, classes, {})
     base = src / KAGGLE_CLS_LOC
     train_dir = base / "train"
@@ -135,12 +136,12 @@ def read_kaggle_imagenet(src: Path) -> Source:
         raise FileNotFoundError(f"{train_dir}: missing; the Kaggle layout needs ILSVRC/Data/CLS-LOC/train/<wnid>/")
     source.items["train"] = read_class_folders(source, train_dir, by_wnid, KAGGLE_MAPPING)
     val_dir, solution = base / "val", src / KAGGLE_SOLUTION
-    if val_dir.is_dir() and not solution.is_file():
-        source.ignore(val_dir, f"{KAGGLE_SOLUTION} missing: no labels")
-    elif val_dir.is_dir():
-        labels = read_kaggle_solution(solution)
-        source.items["val"] = read_labelled_folder(source, val_dir, labels, by_wnid, KAGGLE_MAPPING,
-                                                   lambda p: p.stem, lambda image_id: val_dir / f"{image_id}.JPEG")
+    if not (val_dir.is_dir() and solution.is_file()):  # the form's val split never goes missing quietly
+        raise FileNotFoundError(f"{val_dir if not val_dir.is_dir() else solution}: missing; the Kaggle layout's val "
+                                f"split is ILSVRC/Data/CLS-LOC/val/ labelled by {KAGGLE_SOLUTION}")
+    labels = read_kaggle_solution(solution)
+    source.items["val"] = read_labelled_folder(source, val_dir, labels, by_wnid, KAGGLE_MAPPING,
+                                               lambda p: p.stem, lambda image_id: val_dir / f"{image_id}.JPEG")
     if (base / "test").is_dir():
         source.ignore(base / "test", "Kaggle test set has no labels")
     ignore_rest(source, src, {KAGGLE_MAPPING, KAGGLE_SOLUTION, "ILSVRC"}, "not part of the classification data")
@@ -153,7 +154,7 @@ def read_kaggle_imagenet(src: Path) -> Source:
 def read_kaggle_solution(path: Path) -> LabelFile:
     """ImageId -> wnid: the first token of PredictionString (boxes may follow)."""
     labels = LabelFile(KAGGLE_SOLUTION)
-    with io.StringIO(path.read_text(), newline="") as f:
+    with io.StringIO(read_text_file(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header != ["ImageId", "PredictionString"]:
@@ -167,14 +168,14 @@ def read_kaggle_solution(path: Path) -> LabelFile:
 
 def read_tiny_imagenet(src: Path) -> Source:
     wnids_path = src / "wnids.txt"
-    wnids = sorted({w.strip() for w in wnids_path.read_text().split() if w.strip()})
+    wnids = sorted({w.strip() for w in read_text_file(wnids_path).split() if w.strip()})
     bad = [w for w in wnids if not WNID.fullmatch(w)]
     if bad or not wnids:
         raise ValueError(f"{wnids_path}: expected one WordNet id per line, got {bad[:3] or 'nothing'}")
     names = {}
     words = src / "words.txt"
     if words.is_file():
-        for line in words.read_text().splitlines():
+        for line in read_text_file(words).splitlines():
             wnid, _, name = line.partition("\t")
             names[wnid] = name.strip()
     # Class index = position in sorted wnids.txt (wnids.txt's own order is arbitrary).
@@ -183,16 +184,17 @@ def read_tiny_imagenet(src: Path) -> Source:
     source = Source("tiny-imagenet", "tiny-imagenet", src, classes, {})
     source.items["train"] = read_class_folders(source, src / "train", by_wnid, "wnids.txt", images_subdir="images")
     val_images, annotations = src / "val" / "images", src / "val" / "val_annotations.txt"
-    if val_images.is_dir():
-        labels = LabelFile("val/val_annotations.txt")
-        if annotations.is_file():
-            for line in annotations.read_text().splitlines():
-                fields = line.split("\t")
-                if len(fields) >= 2:
-                    labels.add(fields[0], fields[1])
-        source.items["val"] = read_labelled_folder(source, val_images, labels, by_wnid, "wnids.txt",
-                                                   lambda p: p.name, lambda image_id: val_images / image_id)
-        ignore_rest(source, src / "val", {"images", "val_annotations.txt"}, "not part of the val data")
+    if not (val_images.is_dir() and annotations.is_file()):  # the form's val split never goes missing quietly
+        raise FileNotFoundError(f"{val_images if not val_images.is_dir() else annotations}: missing; tiny-imagenet's "
+                                f"val split is val/images/ labelled by val/val_annotations.txt")
+    labels = LabelFile("val/val_annotations.txt")
+    for line in read_text_file(annotations).splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2:
+            labels.add(fields[0], fields[1])
+    source.items["val"] = read_labelled_folder(source, val_images, labels, by_wnid, "wnids.txt",
+                                               lambda p: p.name, lambda image_id: val_images / image_id)
+    ignore_rest(source, src / "val", {"images", "val_annotations.txt"}, "not part of the val data")
     if (src / "test").is_dir():
         source.ignore(src / "test", "tiny-imagenet test set has no labels")
     ignore_rest(source, src, {"wnids.txt", "words.txt", "train", "val", "test"}, "not part of tiny-imagenet's data")

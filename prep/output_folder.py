@@ -6,9 +6,11 @@ done only when it is verifiably the shard its record describes.
   it is held until the last of them is gone (they die with the main process: see
   write_shards.die_with_parent).
 - `.shard-info/<name>.json`: written by the worker after the shard's atomic rename, with
-  its sample count, size and sha256. `shard_is_done` re-checks all three against the file
-  (and the count against the tar index), so a shard left by a crash, a second writer or a
-  copy gone wrong is rewritten, never trusted.
+  its sample count, size, sha256 and the plan it was made by. `shard_state` re-checks all
+  three against the file (and the count against the tar index), so a shard left by a crash,
+  a second writer or a copy gone wrong is rewritten, never trusted; an intact shard of
+  another plan (a --part made from another source or with another --seed, --size, ...) is
+  refused.
 """
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ from pathlib import Path
 
 from shared.json_files import write_json_atomic
 from shared.manifest import MANIFEST_NAME
+from shared.output_paths import check_output_folder
 from shared.shards import SHARD_PATTERN, file_sha256, shard_problem
 from shared.stats import MEAN_IMAGE_NAME, STATS_NAME
+
+from .plan import fingerprint_differences
 
 INFO_DIR = ".shard-info"
 STORE = ".patches"  # phase 1's patches of images in streamed archives (prep/streamed_patches.py)
@@ -55,24 +60,22 @@ class OutputLock:
 
 
 def check_out_outside_src(src: Path, out: Path) -> None:
-    """An --out inside a --src folder would be listed as input (a class named `shards`, then
-    a resume refused as "different inputs"): refused before anything is listed or written."""
-    if not Path(src).is_dir():
-        return  # an archive: nothing can be written inside it
-    src_dir, out_dir = Path(src).resolve(), Path(out).resolve()
-    if out_dir == src_dir or src_dir in out_dir.parents:
-        raise ValueError(f"--out {out} is inside --src {src}: prep would read its own output as input; "
-                         f"write the shards outside --src")
+    """--out is a folder or a new name, never inside a --src folder: it would be listed as
+    input (a class named `shards`, then a resume refused as "different inputs"). Refused
+    before anything is listed or written (shared/output_paths.py)."""
+    check_output_folder(out, "--out", input_folders=[src] if Path(src).is_dir() else [])
 
 
 def record_path(out: Path, name: str) -> Path:
     return out / INFO_DIR / f"{name}.json"
 
 
-def write_record(out: Path, name: str, samples: int, skips: list[dict]) -> dict:
+def write_record(out: Path, name: str, samples: int, skips: list[dict], plan: dict,
+                 items_sha256: str | None = None) -> dict:
+    """`items_sha256`: the shard's provenance, its samples' (key, label, source) rows (prep/plan.py)."""
     path = out / name
     record = {"name": name, "samples": samples, "bytes": path.stat().st_size, "sha256": file_sha256(path),
-              "skipped": skips}
+              "skipped": skips, "plan": plan, "items_sha256": items_sha256}
     write_json_atomic(record_path(out, name), record)
     return record
 
@@ -80,18 +83,31 @@ def write_record(out: Path, name: str, samples: int, skips: list[dict]) -> dict:
 def read_record(out: Path, name: str) -> dict | None:
     try:
         record = json.loads(record_path(out, name).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     keys = {"name", "samples", "bytes", "sha256", "skipped"}
     return record if isinstance(record, dict) and keys <= record.keys() and record["name"] == name else None
 
 
-def shard_is_done(out: Path, name: str) -> bool:
-    """The shard exists and is exactly what its record says: size, sha256, sample count."""
+def shard_state(out: Path, name: str, plan: dict) -> str | None:
+    """"done": the shard exists and is exactly what its record says (size, sha256, sample
+    count) and was made by this plan; None: it is to be written (again); else what differs:
+    an intact shard made from another source or with other options (a --part of another
+    run copied in), which is refused, never taken and never silently replaced."""
     record = read_record(out, name)
-    if record is None:
-        return False
-    return shard_problem(out / name, record["samples"], record["bytes"], record["sha256"]) is None
+    if record is None or shard_problem(out / name, record["samples"], record["bytes"], record["sha256"]) is not None:
+        return None
+    made = record.get("plan")
+    if made == plan:
+        return "done"
+    if not isinstance(made, dict):
+        return None  # a record of an older prep, which kept no plan: made again
+    return fingerprint_differences(made, plan)
+
+
+def refuse_foreign(out: Path, name: str, differences: str) -> None:
+    raise ValueError(f"{out / name}: made from other inputs or options than this run ({differences}): a --part "
+                     f"of another run? Remove it with its {INFO_DIR}/{name}.json, or pass --overwrite")
 
 
 def prepare_output(out: Path, fingerprint: dict, overwrite: bool) -> None:

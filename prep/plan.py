@@ -12,6 +12,15 @@ from .config import DEFAULT_HOLDOUT, HOLDOUT_MAX_FRACTION, PrepConfig
 from .sources import Item, Source
 
 
+def items_sha256(rows) -> str:
+    """The provenance of one shard: its samples' (key, label, source) rows in order. Kept in
+    the shard's record and the manifest; `alexnet-prep verify` recomputes it from the shard."""
+    digest = hashlib.sha256()
+    for key, label, source in rows:
+        digest.update(f"{key}\t{label}\t{source}\n".encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class ShardTask:
     split: str
@@ -23,8 +32,16 @@ class ShardTask:
         return shard_name(self.split, self.index)
 
 
+
 def holdout_size(task: str, n_train: int, requested: int | None) -> int:
-    cap = int(n_train * HOLDOUT_MAX_FRACTION)
+    """The holdout `alexnet-train` needs (§5's schedule divides ε by 10 when its error stops
+    improving, and best.pt is the epoch with the lowest): at least one image (--holdout >= 1:
+    prep/config.py), at most 10% of train or one image, whichever is more. A dataset too small
+    for one is refused here, at shard time, not by train later."""
+    if n_train < 2:
+        raise ValueError(f"{n_train} training image: too few (alexnet-train needs at least one to train on and one "
+                         f"in the holdout)")
+    cap = max(1, int(n_train * HOLDOUT_MAX_FRACTION))
     wanted = requested if requested is not None else DEFAULT_HOLDOUT.get(task, cap)
     if requested is not None and requested > cap:
         raise ValueError(f"--holdout {requested}: at most 10% of the {n_train} training images ({cap})")
@@ -84,11 +101,32 @@ def plan_shards(source: Source, cfg: PrepConfig) -> list[ShardTask]:
     return tasks
 
 
-def plan_fingerprint(tasks: list[ShardTask], cfg: PrepConfig) -> dict:
+# What a plan's fingerprint holds, as a user would name it: every input and option that
+# changes a shard's bytes (a --part made with another differs in one of these).
+FINGERPRINT_NAMES = {"task": "the dataset (--task)", "layout": "the source's layout",
+                     "classes_sha256": "the class table", "items_sha256": "the source's files", "size": "--size",
+                     "quality": "--quality",
+                     "resample": "--resample", "shard_size": "--shard-size", "seed": "--seed", "holdout": "--holdout",
+                     "max_pixels": "--max-pixels"}
+
+
+def plan_fingerprint(source: Source, tasks: list[ShardTask], cfg: PrepConfig) -> dict:
+    """The identity of a run's output: written beside the shards (.shard-info/plan.json) and
+    into every shard's record, so that a resume or a --part merge never takes a shard made
+    from another source or with other options."""
     digest = hashlib.sha256()
     for task in tasks:
         for item in task.items:
             digest.update(f"{task.name}\t{item.key}\t{item.label}\t{item.source}\n".encode())
-    return {"size": cfg.size, "quality": cfg.quality, "resample": cfg.resample,
+    classes = hashlib.sha256("".join(f"{c.index}\t{c.wnid}\t{c.name}\n" for c in source.classes).encode())
+    return {"task": source.task, "layout": source.layout, "classes_sha256": classes.hexdigest(),
+            "size": cfg.size, "quality": cfg.quality, "resample": cfg.resample,
             "shard_size": cfg.shard_size, "seed": cfg.seed, "holdout": cfg.holdout, "max_pixels": cfg.max_pixels,
             "items_sha256": digest.hexdigest()}
+
+
+def fingerprint_differences(made: dict, wanted: dict) -> str:
+    """What differs between two fingerprints, in the names a user knows."""
+    return ", ".join(f"{FINGERPRINT_NAMES.get(k, k)} ({made.get(k)!r} there, {wanted[k]!r} here)"
+                     if not k.endswith("sha256") else FINGERPRINT_NAMES.get(k, k)
+                     for k in wanted if made.get(k) != wanted[k])

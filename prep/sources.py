@@ -53,6 +53,20 @@ class Source:
         self.ignored.append({"path": relative(path, self.root) or ".", "reason": reason})
 
 
+def read_text_file(path) -> str:
+    """A label or class file's text (a folder's file or an archive member): UTF-8 (a BOM is
+    dropped), or UTF-16 with its BOM as Windows tools save it; anything else is refused
+    naming the file, never a bare codec error."""
+    data = path.read_bytes()
+    try:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); save it "
+                         f"as UTF-8") from None
+
+
 def relative(path, root) -> str:
     """`path` relative to --src, POSIX style ("" for --src itself); folders or archives. A
     name that is not UTF-8 comes out escaped (`\\xff.jpg`): such files are skips (list_folder),
@@ -173,6 +187,31 @@ def account_tree(source: "Source", tree: Tree, split: str) -> None:
         source.ignore(path, HIDDEN)
     for path in tree.empty_dirs:
         source.ignore(path, "empty folder")
+
+
+SHOWN_COPIES = 3  # other copies named in an ambiguous image's skip
+
+
+def drop_ambiguous_keys(source: Source) -> None:
+    """In a form whose file stems are the dataset's own image ids (ImageNet's, tiny-imagenet's),
+    one id twice -- a class tar listed twice, one file in two Hugging Face parts -- is
+    ambiguous: every copy is a skip naming the others, never a `-dupN` sample in two
+    classes or in train and holdout at once."""
+    where: dict[str, list[tuple[str, Item]]] = {}
+    for split, items in source.items.items():
+        for item in items:
+            where.setdefault(item.key, []).append((split, item))
+    repeated = {key: copies for key, copies in where.items() if len(copies) > 1}
+    if not repeated:
+        return
+    for split, items in source.items.items():
+        source.items[split] = [item for item in items if item.key not in repeated]
+    for key, copies in repeated.items():
+        for split, item in copies:
+            others = [other.source for _, other in copies if other is not item]
+            named = ", ".join(others[:SHOWN_COPIES]) + (", ..." if len(others) > SHOWN_COPIES else "")
+            source.skipped.append(Skip(item.source, split, f"image id {key!r} appears {len(copies)} times (also "
+                                                           f"{named}): ambiguous, not read"))
 
 
 def ensure_unique_keys(splits: dict[str, list[Item]]) -> dict[str, list[Item]]:

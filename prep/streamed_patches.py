@@ -20,14 +20,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
 from shared.shards import MEMBER_ORDER, AtomicShardWriter, iter_members
 
 from .archives import ArchivePath, resolve
-from .output_folder import INFO_DIR, STORE, read_record, shard_is_done, write_record
+from .output_folder import INFO_DIR, STORE, read_record, refuse_foreign, shard_state, write_record
 from .sources import Item, Source
 from .worker_pool import run_jobs
 
@@ -66,7 +68,7 @@ def plan_runs(streamed: dict[str, list[tuple[str, Item, str]]]) -> list[tuple[st
     return runs
 
 
-def make_patches(source: Source, out: Path, cfg, make_sample, part: tuple[int, int] | None) -> bool:
+def make_patches(source: Source, out: Path, cfg, make_sample, part: tuple[int, int] | None, plan: dict) -> bool:
     """Phase 1. Returns True when every run's patches are on disk (phase 2 can start)."""
     PATCHES.clear()
     streamed = streamed_items(source)
@@ -76,11 +78,18 @@ def make_patches(source: Source, out: Path, cfg, make_sample, part: tuple[int, i
     (store / INFO_DIR).mkdir(parents=True, exist_ok=True)
     runs = plan_runs(streamed)
     mine = {name for g, (name, _, _) in enumerate(runs) if part is None or g % part[1] == part[0] - 1}
-    done = {name for name, _, _ in runs if (store / name).exists() and shard_is_done(store, name)}
+    done = set()
+    for name, _, _ in runs:
+        state = shard_state(store, name, plan) if (store / name).exists() else None
+        if state not in (None, "done"):
+            refuse_foreign(store, name, state)
+        if state == "done":
+            done.add(name)
     todo = [r for r in runs if r[0] in mine and r[0] not in done]
     labels = [c.label for c in source.classes]
     with tqdm(total=sum(len(m) for _, _, m in todo), unit="img", desc=f"decode {out.name}", file=sys.stderr) as bar:
-        run_jobs(write_patch_run, _stream_runs(source, todo, store, labels, cfg, make_sample), cfg.workers,
+        run_jobs(write_patch_run, _stream_runs(source, todo, PatchRun(store, labels, cfg, make_sample, plan)),
+                 cfg.workers,
                  lambda n: bar.update(n), f"decoding the images of {', '.join(Path(p).name for p in streamed)}",
                  "completed runs are kept and checked: run the same command again to resume")
     missing = [name for name, _, _ in runs if name not in done and name not in {r[0] for r in todo}]
@@ -93,7 +102,17 @@ def make_patches(source: Source, out: Path, cfg, make_sample, part: tuple[int, i
     return True
 
 
-def _stream_runs(source, todo, store: Path, labels, cfg, make_sample):
+@dataclass(frozen=True)
+class PatchRun:
+    """What every phase-1 job shares: where and how its patches are made."""
+    store: Path
+    labels: list[str]  # class index -> the name written into each sample's metadata
+    cfg: object  # PrepConfig
+    make_sample: Callable  # (item, bytes, cfg) -> (Sample, None) or (None, why it was skipped)
+    plan: dict  # the run's fingerprint, kept in each record (prep/plan.py)
+
+
+def _stream_runs(source, todo, how: PatchRun):
     """Jobs for phase 1, made while the archives stream: one archive after another."""
     for path in sorted({p for _, p, _ in todo}):
         runs = [(name, members) for name, p, members in todo if p == path]
@@ -104,24 +123,24 @@ def _stream_runs(source, todo, store: Path, labels, cfg, make_sample):
             k, item, split = where[member]
             got.setdefault(k, []).append((item, split, data))
             if len(got[k]) == len(runs[k][1]):
-                yield runs[k][0], got.pop(k), store, labels, cfg, make_sample
+                yield runs[k][0], got.pop(k), how
         if got:
             raise ValueError(f"{path}: {sum(map(len, got.values()))} members listed before were not found on the "
                              f"decode pass (the archive changed?)")
 
 
 def write_patch_run(job) -> int:
-    name, members, store, labels, cfg, make_sample = job
+    name, members, how = job
     skips = []
-    with AtomicShardWriter(store / name) as writer:
+    with AtomicShardWriter(how.store / name) as writer:
         for item, split, data in members:
-            sample, problem = make_sample(item, data, cfg)
+            sample, problem = how.make_sample(item, data, how.cfg)
             if problem:
                 skips.append({"path": item.source, "split": split, "reason": problem, "key": item.key})
                 continue
-            sample.meta["class"] = labels[item.label]
+            sample.meta["class"] = how.labels[item.label]
             writer.write(sample)
-    write_record(store, name, writer.count, skips)
+    write_record(how.store, name, writer.count, skips, how.plan)
     return len(members)
 
 

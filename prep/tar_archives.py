@@ -19,7 +19,8 @@ import zlib
 
 from shared.patch import IMAGE_SUFFIXES
 
-from .archives import MAX_MEMBER_BYTES, MAX_RATIO, Archive, DamagedMember, bomb_problem, clean_name
+from .archives import (MAX_MEMBER_BYTES, MAX_RATIO, UNSAFE, Archive, DamagedMember, bomb_problem, clean_name,
+                       unsafe_name)
 
 KEEP_IN_MEMORY = 256 << 20  # non-image tar.gz members up to this size are kept (CIFAR's largest: 31 MB)
 
@@ -68,7 +69,9 @@ class TarArchive(Archive):
         with tarfile.open(fileobj=_Window(f, start, size), mode="r:") as tar:
             for member in tar:
                 name = prefix + member.name
-                if member.isdir():
+                if prefix and unsafe_name(member.name):  # the outer name is checked by _add
+                    self.problems.append((name, UNSAFE))
+                elif member.isdir():
                     self._add(name, True, None)
                 elif not member.isfile():
                     self.problems.append((name, "link or special member: not read"))
@@ -108,12 +111,6 @@ class CountingReader(io.RawIOBase):
         return n
 
 
-def _open_stream(path: str):
-    raw = open(path, "rb")
-    counter = CountingReader(raw)
-    return raw, counter, tarfile.open(fileobj=io.BufferedReader(counter, 1 << 16), mode="r|gz")
-
-
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
@@ -128,14 +125,17 @@ class TarGzArchive(Archive):
     def __init__(self, path: str):
         super().__init__(path)
         self.order: list[str] = []  # members in archive order: the decode pass reads them so
-        raw, counter, tar = _open_stream(path)
-        try:
+        raw, tar = open(path, "rb"), None
+        try:  # opening reads the gzip header: a file that is not gzip fails here
+            counter = CountingReader(raw)
+            tar = tarfile.open(fileobj=io.BufferedReader(counter, 1 << 16), mode="r|gz")
             for member in tar:
                 self._member(tar, member, counter)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise ValueError(f"{path}: damaged tar.gz ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"{path}: not a readable tar.gz ({type(exc).__name__}: {exc})") from None
         finally:
-            tar.close()
+            if tar is not None:
+                tar.close()
             raw.close()
         self._finish()
 
@@ -177,13 +177,15 @@ class TarGzArchive(Archive):
 
     def stream_members(self, names: set[str]):
         """(name, bytes) of the members in `names`, in archive order, one at a time."""
-        raw, _, tar = _open_stream(self.path)
+        raw, tar = open(self.path, "rb"), None
         try:
+            tar = tarfile.open(fileobj=raw, mode="r|gz")
             for member in tar:
                 if member.isfile() and clean_name(member.name) in names:
                     yield clean_name(member.name), tar.extractfile(member).read()
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise ValueError(f"{self.path}: damaged tar.gz on the decode pass ({exc})") from None
         finally:
-            tar.close()
+            if tar is not None:
+                tar.close()
             raw.close()

@@ -11,18 +11,16 @@
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Callable, Iterable
 
-from shared.exit_status import RunStopped
+from shared.exit_status import RunStopped, die_with_parent
 
 
 class PrepInterrupted(RunStopped):
@@ -56,11 +54,7 @@ def worker_init(parent: int) -> None:
     """Pool initializer: ignore SIGINT (the main process decides), die with the main process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def run_jobs(fn: Callable, jobs: Iterable, workers: int, on_result: Callable, what: str, resume: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,9 @@ from .archives import resolve
 from .cifar_layout import read_cifar_image
 from .config import PrepConfig
 from .idx_layout import read_idx_image
-from .output_folder import INFO_DIR, OutputLock, prepare_output, read_record, shard_is_done, write_record
-from .plan import ShardTask, plan_fingerprint, plan_shards
+from .output_folder import (INFO_DIR, OutputLock, prepare_output, read_record, refuse_foreign, shard_state,
+                            write_record)
+from .plan import ShardTask, items_sha256, plan_fingerprint, plan_shards
 from .sources import Item, Source
 from .streamed_patches import PATCHES, make_patches, phase_one_skips, read_patch, remove_store
 from .worker_pool import run_jobs
@@ -72,43 +74,59 @@ def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample 
     return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
 
 
-def write_one_shard(args) -> tuple[str, int]:
-    task, src, layout, class_labels, out, cfg = args
-    skips = []
-    with AtomicShardWriter(out / task.name) as writer:
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard for a pool worker to write: its items, and what every shard shares."""
+    task: ShardTask
+    root: object  # --src resolved (a folder or an ArchivePath)
+    layout: str  # the array layouts read their records with their own reader
+    class_labels: list[str]  # class index -> the name written into each sample's metadata
+    out: Path
+    cfg: PrepConfig
+    plan: dict  # the run's fingerprint, kept in the shard's record (prep/plan.py)
+
+
+def write_one_shard(job: ShardJob) -> tuple[str, int]:
+    task, skips, written = job.task, [], []
+    with AtomicShardWriter(job.out / task.name) as writer:
         for item in task.items:
             try:
-                sample = process_item(src, layout, item, cfg)
+                sample = process_item(job.root, job.layout, item, job.cfg)
             except BAD_INPUT_ERRORS as exc:
                 skips.append({"path": item.source, "split": task.split, "reason": unreadable(exc)})
                 continue
             if sample is not None:
-                sample.meta["class"] = class_labels[item.label]
+                sample.meta["class"] = job.class_labels[item.label]
                 writer.write(sample)
-    write_record(out, task.name, writer.count, skips)
+                written.append((item.key, item.label, item.source))
+    write_record(job.out, task.name, writer.count, skips, job.plan, items_sha256(written))
     return task.name, len(task.items)
 
 
-def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig) -> None:
+def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig, plan: dict) -> None:
     labels = [c.label for c in source.classes]
-    jobs = [(t, source.root, source.layout, labels, out, cfg) for t in todo]
+    jobs = [ShardJob(t, source.root, source.layout, labels, out, cfg, plan) for t in todo]
     total = sum(len(t.items) for t in todo)
     with tqdm(total=total, unit="img", desc=f"shard {out.name}", smoothing=0.05, file=sys.stderr) as bar:
         run_jobs(write_one_shard, jobs, cfg.workers, lambda done: bar.update(done[1]), f"writing {out}", RESUME)
 
 
-def find_done(tasks: list[ShardTask], out: Path, workers: int) -> set[str]:
-    """Names of shards that verifiably match their records (hashing is parallel)."""
+def find_done(tasks: list[ShardTask], out: Path, workers: int, plan: dict) -> set[str]:
+    """Names of shards that verifiably match their records and this plan (hashing is
+    parallel); an intact shard of another plan is refused (prep/output_folder.py)."""
     names = [t.name for t in tasks if (out / t.name).exists()]
-    done: set[str] = set()
-    run_jobs(_check_done, [(out, n) for n in names], workers if len(names) > 1 else 1,
-             lambda result: done.add(result[0]) if result[1] else None, f"checking the shards in {out}", RESUME)
-    return done
+    states: dict[str, str | None] = {}
+    run_jobs(_check_done, [(out, n, plan) for n in names], workers if len(names) > 1 else 1,
+             lambda result: states.__setitem__(*result), f"checking the shards in {out}", RESUME)
+    for name in names:
+        if states[name] not in (None, "done"):
+            refuse_foreign(out, name, states[name])
+    return {name for name in names if states[name] == "done"}
 
 
-def _check_done(job) -> tuple[str, bool]:
-    out, name = job
-    return name, shard_is_done(out, name)
+def _check_done(job) -> tuple[str, str | None]:
+    out, name, plan = job
+    return name, shard_state(out, name, plan)
 
 
 def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepConfig, flavour: dict) -> Manifest:
@@ -116,8 +134,9 @@ def build_manifest(source: Source, tasks: list[ShardTask], out: Path, cfg: PrepC
     skipped = list(source.skipped)
     for task in tasks:
         record = read_record(out, task.name)
-        split = splits.setdefault(task.split, SplitInfo([], [], [], []))
+        split = splits.setdefault(task.split, SplitInfo([], [], [], [], []))
         split.shards.append(task.name)
+        split.shard_items_sha256.append(record["items_sha256"])
         split.shard_samples.append(record["samples"])
         split.shard_bytes.append(record["bytes"])
         split.shard_sha256.append(record["sha256"])
@@ -139,18 +158,19 @@ def write_dataset(source: Source, cfg: PrepConfig, out: Path) -> Manifest | None
     flavour = warn_if_stock_pillow()
     tasks = plan_shards(source, cfg)
     with OutputLock(out):
-        prepare_output(out, plan_fingerprint(tasks, cfg), cfg.overwrite)
+        plan = plan_fingerprint(source, tasks, cfg)
+        prepare_output(out, plan, cfg.overwrite)
         part = cfg.parse_part()
         mine = [t for g, t in enumerate(tasks) if part is None or g % part[1] == part[0] - 1]
-        done = find_done(tasks, out, cfg.workers)
+        done = find_done(tasks, out, cfg.workers, plan)
         todo = [t for t in mine if t.name not in done]
         if len(todo) < len(mine):
             print(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already complete (size, sha256 and "
                   f"sample count checked)", file=sys.stderr)
-        if todo and not make_patches(source, out, cfg, patch_or_skip, part):
+        if todo and not make_patches(source, out, cfg, patch_or_skip, part, plan):
             return None  # other parts' images are still to be decoded
         if todo:
-            run_tasks(todo, source, out, cfg)
+            run_tasks(todo, source, out, cfg, plan)
             done |= {t.name for t in todo}
         missing = [t.name for t in tasks if t.name not in done]
         if missing:

@@ -12,7 +12,9 @@ A bug (any other exception) is also one line, exit 1, saying how to see its trac
 ALEXNET_DEBUG=1 re-raises it."""
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from typing import NoReturn
@@ -23,8 +25,41 @@ DONE, CRASHED, REFUSED, DONE_WITH_SKIPS = 0, 1, 2, 3
 DEBUG_ENV = "ALEXNET_DEBUG"
 
 
+RESUME = "run the same command again to resume"
+
+
 class RunStopped(RuntimeError):
-    """The run stopped before it finished (a dead worker, Ctrl-C, SIGTERM); the same command resumes it."""
+    """The run stopped before it finished (a dead worker, Ctrl-C, SIGTERM); its message says
+    how to continue."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s), raised in the main process as Ctrl-C is, so that
+    the same clean-up runs and the same one line is printed (it used to exit 143 in silence
+    while a loader worker lived on)."""
+
+
+def interruption(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def sigterm_as_interrupt() -> None:
+    """For the main process of a command: SIGTERM stops it as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker process: be killed when the main process dies, however it dies (Linux's
+    PR_SET_PDEATHSIG), so that a killed run leaves no worker behind."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def fail(message: str, code: int = REFUSED) -> NoReturn:
@@ -57,8 +92,10 @@ def describe_os_error(exc: OSError) -> str:
 
 
 @contextmanager
-def error_boundary():
-    """Wrap a command's body: every failure becomes one line and a documented exit status."""
+def error_boundary(resume: str = RESUME):
+    """Wrap a command's body: every failure becomes one line and a documented exit status.
+    `resume` says how to continue after an interruption or an environment fault, where the
+    same command would not (a training run continues with --resume)."""
     try:
         yield
     except (typer.Exit, typer.Abort, SystemExit):
@@ -69,16 +106,15 @@ def error_boundary():
         fail(worker_cause(exc), REFUSED)
     except RunStopped as exc:
         fail(str(exc), CRASHED)
-    except KeyboardInterrupt:
-        fail("interrupted (Ctrl-C); run the same command again to resume", CRASHED)
+    except KeyboardInterrupt as exc:
+        fail(f"interrupted ({interruption(exc)}); {resume}", CRASHED)
     except MemoryError:
         fail("out of memory; free memory (fewer --workers, a smaller --batch-size) and run the command again",
              CRASHED)
     except OSError as exc:  # the environment: disk full, read-only, permission, a file where a folder goes
         if os.environ.get(DEBUG_ENV):
             raise
-        fail(f"{describe_os_error(exc)}; fix that and run the same command again (completed work is kept)",
-             CRASHED)
+        fail(f"{describe_os_error(exc)}; fix that, then {resume} (completed work is kept)", CRASHED)
     except Exception as exc:  # a bug: still one line, and the way to see more
         if os.environ.get(DEBUG_ENV):
             raise

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .json_files import read_json, write_json_atomic
+from .json_files import json_field, read_json, write_json_atomic
 from .shards import SHARD_PATTERN, SPLITS
 
 MANIFEST_NAME = "manifest.json"
@@ -47,6 +47,9 @@ class SplitInfo:
     shard_samples: list[int]
     shard_bytes: list[int]
     shard_sha256: list[str]
+    # Each shard's provenance: sha256 of its samples' "key\tlabel\tsource\n" rows, which
+    # `alexnet-prep verify` recomputes from the shard. None in manifests written before it.
+    shard_items_sha256: list[str] | None = None
 
     @property
     def samples(self) -> int:
@@ -111,18 +114,6 @@ def write_manifest(manifest: Manifest, root: str | os.PathLike) -> Path:
     return write_json_atomic(Path(root) / MANIFEST_NAME, manifest.to_dict())
 
 
-def _field(d, key: str, kind, path, where: str = ""):
-    """d[key], which must be of `kind` (bool is not an int here): else one line naming the field."""
-    if not isinstance(d, dict) or key not in d:
-        raise ValueError(f"{path}: {where}{key!r} missing")
-    value = d[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise ValueError(f"{path}: {where}{key!r} is {type(value).__name__} {str(value)[:40]!r}, expected {names}")
-    return value
-
-
 def _list_of(values: list, kind, path, where: str) -> list:
     for i, v in enumerate(values):
         if not isinstance(v, kind) or isinstance(v, bool):
@@ -137,32 +128,37 @@ def parse_manifest(d, path) -> Manifest:
         raise ValueError(f"{path}: holds a {type(d).__name__}, expected an object")
     if d.get("format") != FORMAT:
         raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}")
-    patch = _field(d, "patch_size", int, path)
+    patch = json_field(d, "patch_size", int, path)
     if not 8 <= patch <= MAX_PATCH_SIZE:
         raise ValueError(f"{path}: patch_size {patch}, expected 8..{MAX_PATCH_SIZE} px")
     classes = []
-    for i, c in enumerate(_field(d, "classes", list, path)):
+    for i, c in enumerate(json_field(d, "classes", list, path)):
         where = f"classes[{i}]."
-        classes.append(ClassInfo(_field(c, "index", int, path, where),
-                                 _field(c, "wnid", (str, type(None)), path, where), _field(c, "name", str, path, where)))
+        classes.append(ClassInfo(json_field(c, "index", int, path, where),
+                                 json_field(c, "wnid", (str, type(None)), path, where),
+                                 json_field(c, "name", str, path, where)))
     splits = {}
-    for name, v in _field(d, "splits", dict, path).items():
+    for name, v in json_field(d, "splits", dict, path).items():
         if name not in SPLITS:
             raise ValueError(f"{path}: split {name!r}, expected one of {', '.join(SPLITS)}")
-        lists = [_list_of(_field(v, key, list, path, f"splits[{name!r}]."), kind, path, f"splits[{name!r}].{key}")
+        lists = [_list_of(json_field(v, key, list, path, f"splits[{name!r}]."), kind, path, f"splits[{name!r}].{key}")
                  for key, kind in (("shards", str), ("shard_samples", int), ("shard_bytes", int),
                                    ("shard_sha256", str))]
-        splits[name] = SplitInfo(*lists)
+        provenance = None
+        if isinstance(v, dict) and v.get("shard_items_sha256") is not None:
+            provenance = _list_of(json_field(v, "shard_items_sha256", list, path, f"splits[{name!r}]."), str, path,
+                                  f"splits[{name!r}].shard_items_sha256")
+        splits[name] = SplitInfo(*lists, provenance)
     skipped = []
-    for i, x in enumerate(_field(d, "skipped", list, path)):
-        skipped.append(Skip(*(_field(x, key, str, path, f"skipped[{i}].") for key in ("path", "split", "reason"))))
-    ignored = _field(d, "ignored", list, path)
+    for i, x in enumerate(json_field(d, "skipped", list, path)):
+        skipped.append(Skip(*(json_field(x, key, str, path, f"skipped[{i}].") for key in ("path", "split", "reason"))))
+    ignored = json_field(d, "ignored", list, path)
     for i, x in enumerate(ignored):
         for key in ("path", "reason"):
-            _field(x, key, str, path, f"ignored[{i}].")
-    manifest = Manifest(task=_field(d, "task", str, path), layout=_field(d, "layout", str, path), patch_size=patch,
-                        classes=classes, splits=splits, prep=_field(d, "prep", dict, path),
-                        versions=_field(d, "versions", dict, path), skipped=skipped, ignored=ignored,
+            json_field(x, key, str, path, f"ignored[{i}].")
+    manifest = Manifest(task=json_field(d, "task", str, path), layout=json_field(d, "layout", str, path),
+                        patch_size=patch, classes=classes, splits=splits, prep=json_field(d, "prep", dict, path),
+                        versions=json_field(d, "versions", dict, path), skipped=skipped, ignored=ignored,
                         format=d["format"])
     check_manifest(manifest, path)
     return manifest
@@ -190,5 +186,7 @@ def check_manifest(manifest: Manifest, path: Path) -> None:
                                  f"'{split}-{index:06d}.tar' (names are file names inside the dataset folder, "
                                  f"nothing else)")
         bad = [c for c in info.shard_samples + info.shard_bytes if not isinstance(c, int) or c < 0]
-        if bad or not all(isinstance(h, str) and len(h) == 64 for h in info.shard_sha256):
+        digests = info.shard_sha256 + (info.shard_items_sha256 or [])
+        if bad or not all(isinstance(h, str) and len(h) == 64 for h in digests) or (
+                info.shard_items_sha256 is not None and len(info.shard_items_sha256) != n):
             raise ValueError(f"{path}: split {split!r} has malformed counts, sizes or checksums")

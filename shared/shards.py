@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .json_files import naming
+
 SPLITS = ("train", "holdout", "val")
 SHARD_PATTERN = re.compile(r"(train|holdout|val)-([0-9]{6})\.tar")  # match with fullmatch
 IMAGE_MEMBER, LABEL_MEMBER, META_MEMBER = "jpg", "cls", "json"  # the extensions of a sample's members
@@ -85,21 +87,26 @@ class AtomicShardWriter:
     def write(self, sample: Sample) -> None:
         if "." in sample.key or "/" in sample.key:
             raise ValueError(f"sample key {sample.key!r} contains '.' or '/'")
-        self._add(f"{sample.key}.jpg", sample.jpg)
-        self._add(f"{sample.key}.cls", str(int(sample.label)).encode())
-        self._add(f"{sample.key}.json", encode_meta(sample.meta))
+        with naming(self.path):
+            self._add(f"{sample.key}.jpg", sample.jpg)
+            self._add(f"{sample.key}.cls", str(int(sample.label)).encode())
+            self._add(f"{sample.key}.json", encode_meta(sample.meta))
         self.count += 1
 
     def close(self) -> None:
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.tmp_path, self.path)
+        with naming(self.path):
+            self._tar.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.tmp_path, self.path)
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
+        for close in (self._tar.close, self._file.close):  # the end blocks may fail again on a full disk
+            try:
+                close()
+            except OSError:
+                pass
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "AtomicShardWriter":

@@ -14,7 +14,7 @@ import numpy as np
 
 from make_fixtures import jpeg_bytes, random_image
 
-SHIPPED = Path(__file__).resolve().parents[1] / "prep" / "ilsvrc2012_classes.txt"
+SHIPPED = Path(__file__).resolve().parents[1] / "shared" / "ilsvrc2012_classes.txt"
 # class indices used: 0, 1, 2, 10, 65 (val_00000001's class in the real devkit), ..., 999;
 # two with no training images
 USED = [0, 1, 2, 10, 65, 100, 300, 500, 700, 998, 999, 3]

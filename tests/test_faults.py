@@ -140,13 +140,14 @@ def test_kaggle_image_with_two_labels_is_a_skip_naming_both(tmp_path):
 def test_colliding_names_get_distinct_keys(tmp_path):
     src = tmp_path / "src"
     rng = np.random.default_rng(0)
-    for name in ("a/1.jpg", "a/1.png", "a/1-dup1.jpg", "a/x y.jpg", "a/x_y.jpg", "b/0.jpg", "b/1.jpg"):
+    for name in ("a/1.jpg", "a/1.png", "a/1-dup1.jpg", "a/x y.jpg", "a/x_y.jpg", "b/0.jpg", "b/1.jpg", "b/2.jpg",
+                 "b/3.jpg", "b/4.jpg"):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         random_image(rng, 40, 40).save(src / name)
-    manifest = shard_folder(src, tmp_path / "o", holdout=0)
+    manifest = shard_folder(src, tmp_path / "o", holdout=1)
     keys = [s.key for split in manifest.splits for p in manifest.shard_paths(tmp_path / "o", split)
             for s in iter_shard(p)]
-    assert len(keys) == 7 and len(set(keys)) == 7
+    assert len(keys) == 10 and len(set(keys)) == 10
     assert {"a_1", "a_1-dup1", "a_1-dup2", "a_x_y", "a_x_y-dup1"} <= set(keys)
 
 
@@ -201,9 +202,9 @@ def test_stray_top_level_files_beside_the_dataset_folder(tmp_path, as_zip):
 def test_out_inside_src_is_refused(tmp_path, monkeypatch):
     write_class_folders(tmp_path / "src")
     one_line_error(prep("shard", "--src", tmp_path / "src", "--out", tmp_path / "src" / "shards"), 2,
-                   "is inside --src")
+                   "inside", "which this command reads")
     monkeypatch.chdir(tmp_path / "src")  # the default out, shards/<task>, is inside --src too
-    one_line_error(prep("shard", "--src", "."), 2, "is inside --src")
+    one_line_error(prep("shard", "--src", "."), 2, "inside", "which this command reads")
     assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["cat", "dog"]
 
 
@@ -331,8 +332,8 @@ def damaged_zip(path: Path) -> dict[str, str]:
 
 def test_damaged_zip_members_are_skips(tmp_path):
     expected = damaged_zip(tmp_path / "set.zip")
-    manifest = shard_folder(tmp_path / "set.zip", tmp_path / "o", holdout=0)
-    assert manifest.splits["train"].samples == 6
+    manifest = shard_folder(tmp_path / "set.zip", tmp_path / "o", holdout=1)
+    assert manifest.splits["train"].samples + manifest.splits["holdout"].samples == 6
     reasons = {Path(s.path).stem: s.reason for s in manifest.skipped}
     for stem, words in expected.items():
         assert stem in reasons and "damaged archive member" in reasons[stem] and words in reasons[stem], \
@@ -545,9 +546,9 @@ def test_read_only_output_is_one_line(tmp_path, monkeypatch):
 def test_logdir_a_file_and_evaluate_out_a_file(tiny_shards, trained, tmp_path):
     (tmp_path / "afile").write_text("x")
     one_line_error(train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", tmp_path / "afile", *SMALL), 2,
-                   "is a file")
+                   "a file, not a folder")
     one_line_error(train_cli("evaluate", "--checkpoint", trained, "--shards", tiny_shards, "--out",
-                             tmp_path / "afile", "--device", "cpu"), 2, "is a file")
+                             tmp_path / "afile", "--device", "cpu"), 2, "a file, not a folder")
 
 
 # ---- 16. shards that change under a run ---------------------------------------------------------

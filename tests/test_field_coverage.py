@@ -39,7 +39,9 @@ FIELDS = {
         "format", "task", "layout", "patch_size", "classes", "classes[].index", "classes[].wnid", "classes[].name",
         "splits", "splits[].shards", "splits[].shard_samples", "splits[].shard_bytes", "splits[].shard_sha256",
         "splits[].samples", "prep", "versions")}
-    | {"skipped": "tests/test_untrusted_prep.py::test_every_path_is_a_sample_a_skip_or_ignored",
+    | {"splits[].shard_items_sha256":
+       "tests/test_trust_new_forms.py::test_verify_checks_each_patch_and_each_shards_provenance",
+       "skipped": "tests/test_untrusted_prep.py::test_every_path_is_a_sample_a_skip_or_ignored",
        "ignored": "tests/test_untrusted_prep.py::test_every_path_is_a_sample_a_skip_or_ignored"},
     "results.json": {f: HERE + "test_results_fields" for f in (
         "task", "classes", "split", "epochs", "samples", "error@1", "error@5", "centre_error@1", "centre_error@5",
@@ -47,7 +49,9 @@ FIELDS = {
         "metrics.centre_error@5", "metrics.loss", "metrics.centre_loss", "metrics.samples")}
     | {"complete": "tests/test_untrusted_train.py::test_incomplete_imagenet_val_reported_loudly",
        "shortfall": "tests/test_untrusted_train.py::test_incomplete_imagenet_val_reported_loudly",
-       "real": "tests/test_test_sets.py::test_real_error_equals_the_predictions_file_scored_by_hand"},
+       "real": "tests/test_test_sets.py::test_real_error_equals_the_predictions_file_scored_by_hand"}
+    | {f: "tests/test_trust_new_forms.py::test_a_checkpoint_of_another_patch_size_is_warned_of_and_recorded"
+       for f in ("patch_size", "trained_patch_size")},
     "metrics.jsonl": {f: HERE + "test_metrics_rows" for f in (
         "epoch", "lr", "train", "train.loss", "train.images_per_s", "holdout", "holdout.error@1", "holdout.error@5",
         "holdout.loss", "holdout.samples", "holdout.views", "lr_drop", "lr_drop.epoch", "lr_drop.holdout_error",
@@ -199,7 +203,7 @@ def test_patch_bytes_follow_size_quality_and_resample(tmp_path):
         for i in range(5):
             random_image(rng, 300, 200).save(tmp_path / "src" / c / f"{i}.png")
     write_dataset(read_source(tmp_path / "src", None), PrepConfig(src=tmp_path / "src", size=96, quality=70,
-                                                                    resample="bicubic", holdout=0, workers=1),
+                                                                    resample="bicubic", holdout=1, workers=1),
                   tmp_path / "o")
     manifest = read_manifest(tmp_path / "o")
     for s in iter_shard(manifest.shard_paths(tmp_path / "o", "train")[0]):

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, sigterm_as_interrupt
 from .config import PRESETS, TrainConfig
 from .run_folder import git_hash
 
@@ -132,8 +132,8 @@ def predict(
     if views not in (1, 10):
         fail(f"--views {views}: expected 1 or 10")
     with error_boundary():
-        predictor = load_predictor(checkpoint, device)
         files = expand_paths(paths)
+        predictor = load_predictor(checkpoint, device)
         failed = 0
         for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
             failed += "error" in result
@@ -173,6 +173,7 @@ def figure1(
 
 
 def main() -> None:
+    sigterm_as_interrupt()  # a scheduler's SIGTERM stops a run as Ctrl-C does: one line, resumable, no orphans
     git_hash()  # the code being run is the checkout as it is now, not when results are written
     app(prog_name="alexnet-train")  # torch is imported by the commands that need it: --help stays fast
 

@@ -15,6 +15,8 @@ Eval: every shard once, split over ranks and workers; each sample counted once.
 """
 from __future__ import annotations
 
+import functools
+import os
 import random
 import tarfile
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from shared.exit_status import die_with_parent
 from shared.manifest import ShardUrl
 from shared.patch import decode_patch
 from shared.shards import IMAGE_MEMBER, LABEL_MEMBER, parse_label, shard_error
@@ -301,4 +304,9 @@ def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, 
     draw later (our workers seed their own random.Random and never use torch's seed)."""
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
                       prefetch_factor=PREFETCH if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0),
+                      worker_init_fn=functools.partial(_loader_worker_init, os.getpid()) if workers else None)
+
+
+def _loader_worker_init(parent: int, worker_id: int) -> None:
+    die_with_parent(parent)  # a killed run leaves no loader worker behind

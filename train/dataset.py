@@ -7,6 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from shared.ilsvrc import VAL_IMAGES
 from shared.manifest import Manifest, read_manifest
 from shared.shards import shard_problem
 from shared.stats import STATS_NAME, RgbStats, read_mean_image, read_stats
@@ -15,7 +16,7 @@ from .augment import InputStats, input_stats
 
 # The official evaluation set of each named dataset (what the paper's and the replication's
 # numbers are measured on); fewer samples are reported loudly and recorded in results.json.
-OFFICIAL_EVAL_SIZE = {"imagenet": 50_000, "tiny-imagenet": 10_000, "mnist": 10_000, "fashion-mnist": 10_000,
+OFFICIAL_EVAL_SIZE = {"imagenet": VAL_IMAGES, "tiny-imagenet": 10_000, "mnist": 10_000, "fashion-mnist": 10_000,
                       "cifar10": 10_000, "cifar100": 10_000, "imagenetv2-matched-frequency": 10_000,
                       "imagenetv2-threshold0.7": 10_000, "imagenetv2-top-images": 10_000}
 

@@ -1,9 +1,12 @@
 """Evaluate a saved checkpoint alone: `alexnet-train evaluate --checkpoint ... --shards ...`."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from shared.output_paths import check_output_file, check_output_folder
 
 from .augment import DeviceAugment, InputStats
 from .checkpoint import check_classes, load_checkpoint
@@ -14,6 +17,8 @@ from .figures import log_kernel_figure
 from .device import autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
 from .loop import final_evaluation
 from .model import AlexNet, Architecture
+from .per_sample import require_ilsvrc_classes
+from .run_folder import FIGURE_NAMES, RESULTS_NAME, is_run_record
 
 
 def default_out(checkpoint: Path, trained_on: Path | None, shards: Path, task: str) -> Path:
@@ -23,16 +28,29 @@ def default_out(checkpoint: Path, trained_on: Path | None, shards: Path, task: s
     return checkpoint.parent if own else checkpoint.parent / task
 
 
+def check_outputs(checkpoint: Path, shards: Path, out: Path | None, real_labels: Path | None,
+                  predictions: Path | None) -> None:
+    """Before any work: --out and --predictions are never an input (shared/output_paths.py)."""
+    inputs = [checkpoint, real_labels]
+    if out is not None:
+        check_output_folder(out, "--out", inputs=inputs, input_folders=[shards], writes=(RESULTS_NAME, *FIGURE_NAMES))
+    if predictions is not None:
+        written = [(out or checkpoint.parent) / name for name in (RESULTS_NAME, *FIGURE_NAMES)]
+        check_output_file(predictions, "--predictions", inputs=inputs + written, input_folders=[shards],
+                          protected=is_run_record)
+
+
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int | None,
                         figures: bool, real_labels: Path | None = None, predictions: Path | None = None) -> dict:
     start = time.perf_counter()
+    check_outputs(checkpoint, shards, out, real_labels, predictions)
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
     manifest, _ = load_dataset(shards, for_training=False)
+    if manifest.layout == "imagenetv2":
+        require_ilsvrc_classes(manifest, shards, "ImageNetV2's class folders")
     check_classes(state, manifest.class_table(), checkpoint)
     trained = TrainConfig.from_dict(state["config"])
     out = out or default_out(checkpoint, trained.shards, shards, manifest.task)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file: pass a folder for results.json and the figures")
     device = resolve_device(device_name)
     prepare_device(device)
     cfg = replace(trained, shards=shards, shard_urls=None, workers=default_workers(device) if workers is None else workers,
@@ -44,6 +62,11 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         log_kernel_figure(model, None, out, state["epoch"])
+    if state["patch_size"] != manifest.patch_size:
+        print(f"WARNING: {checkpoint} was trained on {state['patch_size']} px patches, {shards} holds "
+              f"{manifest.patch_size} px ones ({cfg.crop} px crops of them): the model sees its inputs at another "
+              f"scale; results.json records both sizes", file=sys.stderr)
     return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
-                            amp=autocast_for(device, resolve_precision(device, cfg.precision)), d=Dist(), folder=out, writer=None,
-                            wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1, predictions=predictions)
+                            amp=autocast_for(device, resolve_precision(device, cfg.precision)), d=Dist(), folder=out,
+                            writer=None, wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1,
+                            predictions=predictions, trained_patch_size=state["patch_size"])

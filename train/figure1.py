@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from shared.json_files import write_json_atomic
 from shared.manifest import read_manifest
+from shared.output_paths import check_output_folder
 from shared.stats import read_stats
 
 from .data import SampleRules
@@ -228,6 +229,7 @@ def figure1(shards: Path, out: Path, seeds: list[int], rates: dict[str, float] |
             sweep_rates: dict[str, list[float]], sweep_epochs: float, max_epochs: dict[str, float]) -> dict:
     """The whole experiment: optional sweep, then each seed for each nonlinearity; writes
     figure1.png and figure1.json into `out`."""
+    check_output_folder(out, "--out", input_folders=[shards])
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # CPU by default, a GPU if present
     x, y = (t.to(device) for t in load_training_set(shards))

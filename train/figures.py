@@ -14,6 +14,9 @@ from shared.manifest import Manifest
 
 from .augment import centre_crop
 from .data import EvalShards, SampleRules
+from .run_folder import FIGURE_NAMES
+
+KERNELS_PNG, TOP5_PNG, NEIGHBOURS_PNG = FIGURE_NAMES
 
 KERNEL_ZOOM = 4
 PER_ROW = 16
@@ -43,7 +46,7 @@ def kernel_grid(weight: torch.Tensor, per_row: int = PER_ROW, zoom: int = KERNEL
 
 def log_kernel_figure(model, writer, run: Path, step: int) -> Path:
     grid = kernel_grid(model.conv1.weight)
-    path = run / "figure3_kernels.png"
+    path = run / KERNELS_PNG
     Image.fromarray(grid).save(path)
     if writer is not None:
         writer.add_image("figures/conv1_kernels", grid, step, dataformats="HWC")
@@ -156,7 +159,7 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, d
         ax.set_yticks([])
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=6)
-    figures = [("figure4_top5.png", _to_png(fig))]
+    figures = [(TOP5_PNG, _to_png(fig))]
     if "train" in manifest.splits:
         pool, _ = load_images(manifest.shard_paths(shards, "train", url_template), rules, pool_size)
         p_feats, _ = fc7_features(model, pool, augment, device, crop)
@@ -166,7 +169,7 @@ def write_prediction_figures(model, manifest: Manifest, shards: Path, augment, d
             _show(axes[j, 0], centre_crop(queries[j], crop), "query" if j == 0 else "")
             for c, idx in enumerate(nn_idx[j]):
                 _show(axes[j, c + 1], centre_crop(pool[int(idx)], crop), f"nn {c + 1}" if j == 0 else "")
-        figures.append(("figure4_neighbours.png", _to_png(fig)))
+        figures.append((NEIGHBOURS_PNG, _to_png(fig)))
     paths = []
     for name, img in figures:
         Image.fromarray(img).save(run / name)

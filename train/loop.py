@@ -18,9 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from shared.exit_status import RunStopped, describe_os_error
+from shared.exit_status import RunStopped, describe_os_error, interruption
 from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
+from shared.output_paths import check_output_folder
 
 from .augment import DeviceAugment, InputStats, centre_crop, ten_views
 from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
@@ -28,15 +29,15 @@ from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoi
 from .config import TrainConfig
 from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
 from .dataset import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
-from .device import (Precision, autocast_for, default_workers, describe, prepare_device, resolve_device,
-                     resolve_precision, warn_slow_bf16)
+from .device import (Precision, autocast_for, default_workers, describe, eval_workers, prepare_device,
+                     resolve_device, resolve_precision, warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .figures import log_kernel_figure, write_prediction_figures, write_training_curve
 from .model import build_model
 from .optim import build_optimizer
 from .per_sample import gather_records, load_real_labels, score_real, top5_records, write_predictions
-from .run_folder import (CURVE_NAME, METRICS_NAME, append_metrics, create_run_dir, git_hash, read_metrics,
-                         rewrite_metrics, write_results)
+from .run_folder import (CONFIG_NAME, CURVE_NAME, METRICS_NAME, RESULTS_NAME, append_metrics, create_run_dir,
+                         git_hash, read_metrics, rewrite_metrics, write_results)
 from .mid_epoch import (EpochProgress, MidEpochSaver, check_resumable, default_minutes, in_epoch_record,
                         restore_rank)
 from .schedule import LrDrop, LrSchedule
@@ -172,6 +173,7 @@ class Run:
 
 def train(cfg: TrainConfig) -> dict:
     cfg = cfg.resolved()  # every option checked before anything starts
+    check_run_outputs(cfg)
     device = resolve_device(cfg.device)
     settings = prepare_device(device)
     d = init_distributed(device.type)
@@ -183,18 +185,28 @@ def train(cfg: TrainConfig) -> dict:
         try:
             for epoch in range(run.start_epoch, run.epochs):
                 run_epoch(run, epoch)
+            return finish(run, time.perf_counter() - wall_start)
         except OSError as exc:  # disk full or read-only at a checkpoint, a shard gone: what to resume from
-            raise RunStopped(f"{describe_os_error(exc)}; {resume_advice(run)}") from None
-        return finish(run, time.perf_counter() - wall_start)
+            raise RunStopped(f"{describe_os_error(exc)}; fix that, then {resume_advice(run)}") from None
+        except KeyboardInterrupt as exc:  # the same command would now be refused (the folder holds a run)
+            raise RunStopped(f"interrupted ({interruption(exc)}); {resume_advice(run)}") from None
     finally:
         close_distributed(d)
+
+
+def check_run_outputs(cfg: TrainConfig) -> None:
+    """--logdir (and the run folder in it) is never inside the dataset folder, and what the
+    run writes there is never its --real-labels (shared/output_paths.py)."""
+    for folder in [Path(cfg.logdir)] + ([Path(cfg.logdir) / cfg.run_name] if cfg.run_name else []):
+        check_output_folder(folder, "--logdir", inputs=[cfg.real_labels], input_folders=[cfg.shards],
+                            writes=(CONFIG_NAME, METRICS_NAME, RESULTS_NAME, CURVE_NAME, BEST, LAST))
 
 
 def resume_advice(run: Run) -> str:
     last = run.folder / LAST if run.folder is not None else None
     if last is not None and last.is_file():
-        return f"fix that, then continue with --resume {last} (the last completed epoch is kept there)"
-    return "no epoch was completed and saved yet: fix that and start the run again"
+        return f"continue with --resume {last} (the last saved epoch or step is kept there)"
+    return "nothing was saved yet: start the run again"
 
 
 def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | None = None) -> Run:
@@ -204,7 +216,7 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | 
     manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
     cfg = cfg.resolved(manifest.patch_size)
     if cfg.real_labels:  # checked now, not after the last epoch
-        load_real_labels(cfg.real_labels, manifest.num_classes)
+        load_real_labels(cfg.real_labels, manifest, cfg.shards)
     if cfg.batch_size % d.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is global and must divide by {d.world} ranks")
     steps = FAST_DEV_STEPS if cfg.fast_dev_run else (
@@ -276,7 +288,7 @@ def open_run_folder(run: Run) -> None:
         print(f"removed {stale}: a save interrupted by a crash", file=sys.stderr)
     if resume_dir is not None:
         prepare_resumed_folder(run, resume_dir)
-    write_json_atomic(folder / "config.json", {
+    write_json_atomic(folder / CONFIG_NAME, {
         "config": cfg.to_dict(), "git": git_hash(), "world_size": run.d.world, "device": str(run.device),
         "torch": torch.__version__, "steps_per_epoch": run.steps, "per_rank_batch": cfg.batch_size // run.d.world,
         "architecture": run.model.arch.to_dict(), "precision": run.precision.to_dict(),
@@ -394,8 +406,9 @@ def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, devic
     urls = manifest.shard_paths(cfg.shards, split, cfg.shard_urls)
     limit = FAST_DEV_STEPS * cfg.eval_batch_size if cfg.fast_dev_run else None
     dataset = EvalShards(urls, SampleRules(manifest.patch_size, manifest.num_classes), d.rank, d.world, limit, keys)
-    workers = min(cfg.workers, max(1, len(urls) // d.world))
-    return make_loader(dataset, cfg.eval_batch_size, workers, device.type == "cuda")
+    workers = eval_workers(cfg.workers, device)
+    return make_loader(dataset, cfg.eval_batch_size, min(workers, max(1, len(urls) // d.world)),
+                       device.type == "cuda")
 
 
 def finish(run: Run, wall_s: float) -> dict:
@@ -419,11 +432,13 @@ def finish(run: Run, wall_s: float) -> dict:
 
 
 def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: DeviceAugment, device, amp, d: Dist,
-                     folder: Path | None, writer, wall_s: float, epochs: int, predictions: Path | None = None) -> dict:
+                     folder: Path | None, writer, wall_s: float, epochs: int, predictions: Path | None = None,
+                     trained_patch_size: int | None = None) -> dict:
     """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1;
-    ReaL error with --real-labels, every sample's top-5 into `predictions`."""
+    ReaL error with --real-labels, every sample's top-5 into `predictions`. The patch sizes
+    trained on and evaluated on are recorded (an evaluation on other patches is warned of)."""
     split = manifest.reported_split
-    real = load_real_labels(cfg.real_labels, manifest.num_classes) if cfg.real_labels else None
+    real = load_real_labels(cfg.real_labels, manifest, cfg.shards) if cfg.real_labels else None
     keep = real is not None or predictions is not None
     loader = eval_loader(cfg, manifest, split, d, device, keys=keep)
     metrics, per_sample = {}, {}
@@ -436,7 +451,7 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
                         "samples": m["samples"]})
         per_sample[views] = m.get("per_sample")
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
-    extra = {}
+    extra = {"patch_size": manifest.patch_size, "trained_patch_size": trained_patch_size or manifest.patch_size}
     if real is not None:
         ten, centre = score_real(per_sample[10], real), score_real(per_sample[1], real)
         extra["real"] = {**ten, "centre_error@1": centre["error@1"], "centre_error@5": centre["error@5"],

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from shared.json_files import write_atomic
+from shared.ilsvrc import VAL_IMAGES, VAL_KEY, is_ilsvrc_order
+from shared.json_files import parse_json_text, write_atomic
+from shared.manifest import MANIFEST_NAME
 
-REAL_IMAGES = 50_000
-VAL_KEY = "ILSVRC2012_val_{:08d}"
 MAX_REAL_BYTES = 64 << 20  # real.json is ~1 MB
 
 
@@ -39,25 +39,34 @@ def gather_records(records: list[dict], d) -> list[dict]:
     return sorted(records, key=lambda r: r["key"])
 
 
-def load_real_labels(path: Path, classes: int) -> dict[str, list[int]]:
-    """real.json as key -> list, validated: 50,000 lists of class indices in range."""
+def require_ilsvrc_classes(manifest, shards, what: str) -> None:
+    """ReaL and ImageNetV2 index ILSVRC-2012's classes in sorted-wnid order: a dataset with
+    another class table would be scored in the wrong index space (issue 30)."""
+    if not is_ilsvrc_order([c.wnid for c in manifest.classes]):
+        raise ValueError(f"{Path(shards) / MANIFEST_NAME}: its {manifest.num_classes} classes are not ILSVRC-2012's "
+                         f"in sorted-wnid order, which {what} index; shard ImageNet again with this version of "
+                         f"alexnet-prep")
+
+
+def load_real_labels(path: Path, manifest, shards) -> dict[str, list[int]]:
+    """real.json as key -> list, validated: 50,000 lists of class indices in range, for a
+    dataset whose classes are ILSVRC-2012's."""
+    require_ilsvrc_classes(manifest, shards, "ReaL labels")
+    classes = manifest.num_classes
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--real-labels {path}: no such file (real.json from "
                                 f"github.com/google-research/reassessed-imagenet)")
     if path.stat().st_size > MAX_REAL_BYTES:
         raise ValueError(f"{path}: {path.stat().st_size:,} bytes; real.json is about 1 MB")
-    try:
-        lists = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(lists, list) or len(lists) != REAL_IMAGES:
-        raise ValueError(f"{path}: expected a list of {REAL_IMAGES:,} lists (one per val image, in file order), got "
+    lists = parse_json_text(path.read_bytes(), path)
+    if not isinstance(lists, list) or len(lists) != VAL_IMAGES:
+        raise ValueError(f"{path}: expected a list of {VAL_IMAGES:,} lists (one per val image, in file order), got "
                          f"{type(lists).__name__} of {len(lists) if isinstance(lists, list) else 0:,}")
     for n, labels in enumerate(lists):
         if not isinstance(labels, list) or not all(isinstance(c, int) and not isinstance(c, bool)
                                                    and 0 <= c < classes for c in labels):
-            raise ValueError(f"{path}: entry {n} ({VAL_KEY.format(n + 1)}) is {str(labels)[:60]}, expected a list "
+            raise ValueError(f"{path}: entry {n} ({VAL_KEY.format(n + 1)}) is {repr(labels)[:60]}, expected a list "
                              f"of class indices 0..{classes - 1}")
     return {VAL_KEY.format(n + 1): labels for n, labels in enumerate(lists)}
 

@@ -96,6 +96,8 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
                 f = Path(folder) / name
                 if f.suffix.lower() in IMAGE_SUFFIXES or not f.is_file():
                     found.append(f)
+        if not found:  # a folder that gives nothing is refused, never an exit 0 with no output
+            raise ValueError(f"{p}: a folder with no image files in it ({', '.join(sorted(IMAGE_SUFFIXES))})")
         out += sorted(found)
     return out
 

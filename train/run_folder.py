@@ -8,12 +8,23 @@ import subprocess
 import time
 from pathlib import Path
 
-from shared.json_files import write_atomic, write_json_atomic
+from shared.json_files import json_field, naming, read_json, write_atomic, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.jsonl"
 CURVE_NAME = "curve.png"  # training loss and holdout error per epoch (train/figures.py)
+CONFIG_NAME = "config.json"
+# What evaluate writes beside results.json (train/figures.py)
+FIGURE_NAMES = ("figure3_kernels.png", "figure4_top5.png", "figure4_neighbours.png")
+
+
+def is_run_record(path: Path) -> bool:
+    """A file a run keeps in its folder (checkpoints, metrics, config, results, curves, event
+    logs): never the target of an output flag (shared/output_paths.py)."""
+    name = Path(path).name
+    return (name in (RESULTS_NAME, METRICS_NAME, CURVE_NAME, CONFIG_NAME, *FIGURE_NAMES) or name.endswith(".pt")
+            or name.startswith("events.out.tfevents"))
 
 
 @functools.cache
@@ -48,7 +59,7 @@ def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
 
 
 def append_metrics(run: Path, row: dict) -> None:
-    with open(run / METRICS_NAME, "a") as f:
+    with naming(run / METRICS_NAME), open(run / METRICS_NAME, "a") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
 
 
@@ -126,7 +137,35 @@ def results_of(run: Path) -> list[dict]:
     if not paths:
         raise FileNotFoundError(f"{Path(run) / RESULTS_NAME} not found: evaluate the run first (alexnet-train "
                                 f"evaluate)")
-    return [json.loads(p.read_text()) for p in paths]
+    return [parse_results(read_json(p, "evaluate the run first"), p) for p in paths]
+
+
+def _rate(d, key: str, path, where: str = "") -> float:
+    value = json_field(d, key, (float, int), path, where)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{path}: {where}{key!r} is {value}, expected an error rate in 0..1")
+    return value
+
+
+def parse_results(d, path) -> dict:
+    """What `table` reads of a results.json, checked (a results.json is a file anyone can
+    hand over: a list, a missing task, null errors or half a ReaL block were internal errors)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: holds a {type(d).__name__}, expected an object")
+    for key in ("task", "split"):
+        json_field(d, key, str, path)
+    for key in ("samples", "epochs"):
+        if json_field(d, key, int, path) < 0:
+            raise ValueError(f"{path}: {key!r} is negative")
+    for key in ("error@1", "error@5", "centre_error@1", "centre_error@5"):
+        _rate(d, key, path)
+    json_field({"complete": d.get("complete", True)}, "complete", bool, path)
+    if d.get("real") is not None:
+        real = json_field(d, "real", dict, path)
+        for key in ("error@1", "error@5"):
+            _rate(real, key, path, "real.")
+        json_field(real, "scored", int, path, "real.")
+    return d
 
 
 def format_table(runs: list[Path]) -> str:
