@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` (the main job on generated data) and `make test`.
-# Both create .venv and install everything first (torch, then pillow-simd in place of Pillow).
+# Both create .venv and install everything first (torch, then pillow-simd in place of Pillow);
+# `make install` does only that (then `. .venv/bin/activate` puts alexnet-prep/-train on PATH).
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo
 
-.PHONY: demo test bench-prep clean-demo
+.PHONY: install demo test bench-prep clean-demo
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -22,12 +23,14 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -c "from shared.patch import pillow_flavour as f; print('active Pillow:', f())"
 	touch $(STAMP)
 
+install: $(STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/alexnet-prep synth --out $(DEMO)/src
-	$(VENV)/bin/alexnet-prep shard --src $(DEMO)/src --out $(DEMO)/shards --shard-size 32 --overwrite
+	$(VENV)/bin/alexnet-prep shard --src $(DEMO)/src --output-dir $(DEMO)/shards --shard-size 32 --overwrite
 	$(VENV)/bin/alexnet-prep stats --shards $(DEMO)/shards
 	rm -rf $(DEMO)/runs/demo
-	$(VENV)/bin/alexnet-train --shards $(DEMO)/shards --preset demo --logdir $(DEMO)/runs --run-name demo
+	$(VENV)/bin/alexnet-train --shards $(DEMO)/shards --preset demo --output-dir $(DEMO)/runs --run-name demo
 	$(VENV)/bin/alexnet-train predict --checkpoint $(DEMO)/runs/demo/best.pt \
 	    $$(ls $(DEMO)/src/ILSVRC/Data/CLS-LOC/val/*.JPEG | head -4)
 

@@ -25,8 +25,8 @@ import torch
 
 from train.augment import DeviceAugment
 from train.config import TrainConfig
-from train.data import EvalShards, SampleRules, TrainStream, iterate_train_batches
-from train.dataset import dataset_input_stats, load_dataset
+from train.loader import EvalShards, SampleRules, TrainStream, iterate_train_batches
+from train.dataset_folder import dataset_input_stats, load_dataset
 from train.distributed import Dist
 from train.loop import evaluate, seed_epoch, train_one_epoch
 from train.model import build_model

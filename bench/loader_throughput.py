@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.io import decode_jpeg
 
 from shared.manifest import read_manifest
-from train.data import SampleRules, TrainStream, iterate_train_batches, read_tar_samples
+from train.loader import SampleRules, TrainStream, iterate_train_batches, read_tar_samples
 
 
 def cycle_samples(urls: list[str]):

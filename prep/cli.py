@@ -17,33 +17,54 @@ from typing import Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, sigterm_as_interrupt
-from shared.manifest import MANIFEST_NAME, Manifest
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, package_version, sigterm_as_interrupt
+from shared.manifest import MANIFEST_NAME, Manifest, read_manifest
 from shared.stats import STATS_NAME
 
-from .config import PrepConfig
+from .config import RANGES, PrepConfig
 
 # The stages' modules (numpy, Pillow, simplejpeg) are imported by the commands that run
 # them: `alexnet-prep --help` takes 0.08 s, not 0.2 (typer alone: 0.06).
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Offline stage: raw images -> 256x256 WebDataset shards + mean/PCA stats.")
 FIELDS = {f.name: f for f in fields(PrepConfig)}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"alexnet-prep {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _before_every_command() -> None:
+def _before_every_command(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                                      help="Print the version and exit.")) -> None:
     sigterm_as_interrupt()  # SIGTERM stops any command as Ctrl-C does: one line, exit 1, resumable
 SHOW_SKIPS = 5
 
 
-def opt(name: str, *flags: str):
-    """A flag for PrepConfig field `name`: its help (and default) come from the config."""
+# shard --help's panels; every PrepConfig field in exactly one (tests/test_cli.py)
+PANELS = {"Input": ["src", "task", "max_pixels"], "Splits": ["holdout", "seed"],
+          "Output": ["out", "size", "quality", "resample", "shard_size", "overwrite", "allow_skips"],
+          "Machinery": ["workers", "part"]}
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+# The names practitioners type (torchvision references: --output-dir, -j), the old ones kept
+FLAGS = {"out": ("--output-dir", "--out"), "workers": ("--workers", "-j"), "task": ("--form", "--task")}
+
+
+def opt(name: str):
+    """A flag for PrepConfig field `name`: its names, help, range and default come from the config."""
     f = FIELDS[name]
     default = f.default if f.default is not MISSING else None
-    shown = "" if default is None or default is False else f" (default: {default})"
-    return typer.Option(None, *flags, help=f.metadata["help"] + shown)
-
+    numeric = name in RANGES and not RANGES[name].startswith("one of")  # choices are listed by the help itself
+    shown = (f" Range: {RANGES[name]}." if numeric else "") + (
+        "" if default is None or default is False else f" \\[default: {default}]")
+    flags = FLAGS.get(name, ("--" + name.replace("_", "-"),))
+    if f.type in ("bool", bool):
+        flags = (flags[0],)
+    return typer.Option(None, *flags, help=f.metadata["help"] + shown, rich_help_panel=PANEL_OF[name],
+                        show_default=False)
 
 
 def print_summary(manifest: Manifest, out: Path) -> None:
@@ -62,7 +83,7 @@ def print_summary(manifest: Manifest, out: Path) -> None:
 
 @app.command()
 def shard(
-    src: Path = typer.Option(..., help=FIELDS["src"].metadata["help"]),
+    src: Path = typer.Option(..., help=FIELDS["src"].metadata["help"], rich_help_panel="Input"),
     task: Optional[str] = opt("task"),
     out: Optional[Path] = opt("out"),
     workers: Optional[int] = opt("workers"),
@@ -74,17 +95,19 @@ def shard(
     seed: Optional[int] = opt("seed"),
     max_pixels: Optional[int] = opt("max_pixels"),
     part: Optional[str] = opt("part"),
-    allow_skips: Optional[bool] = opt("allow_skips", "--allow-skips"),
-    overwrite: Optional[bool] = opt("overwrite", "--overwrite"),
+    allow_skips: Optional[bool] = opt("allow_skips"),
+    overwrite: Optional[bool] = opt("overwrite"),
 ):
     """Write 256x256 JPEG shards (§2: shorter side to 256, central crop) + manifest.json."""
-    given = {k: v for k, v in locals().items() if k in FIELDS and v is not None}
+    given = dict(src=src, task=task, out=out, workers=workers, size=size, quality=quality, resample=resample,
+                 shard_size=shard_size, holdout=holdout, seed=seed, max_pixels=max_pixels, part=part,
+                 allow_skips=allow_skips, overwrite=overwrite)
     with error_boundary():
         from .detect_layout import read_source
         from .output_folder import check_out_outside_src
         from .write_shards import write_dataset
 
-        cfg = PrepConfig(**given)
+        cfg = PrepConfig(**{k: v for k, v in given.items() if v is not None})
         if cfg.out is not None:
             check_out_outside_src(cfg.src, cfg.out)  # before listing: the output must not be read as input
         source = read_source(cfg.src, cfg.task)
@@ -113,10 +136,11 @@ def verify(
 
     roots = [shards] if shards is not None else sorted(p.parent for p in Path("shards").glob(f"*/{MANIFEST_NAME}"))
     if not roots:
-        fail("no dataset folders found: pass --shards DIR")
+        fail("no dataset folders in ./shards/: pass --shards DIR")
     bad = 0
     for root in roots:
         with error_boundary():
+            read_manifest(root)  # no dataset, or a manifest that cannot be read: refused (2), as every command does
             problems, checked = verify_dataset(root, workers)
         for problem in problems:
             typer.secho(f"{root}: {problem}", fg="red", err=True)
@@ -138,9 +162,12 @@ def stats(
     if shards is not None:
         roots = [shards]
     else:
-        roots = sorted(p.parent for p in Path("shards").glob(f"*/{MANIFEST_NAME}")
-                       if not (p.parent / STATS_NAME).exists())
-        typer.echo("datasets lacking stats: " + (", ".join(map(str, roots)) or "none"))
+        found = sorted(p.parent for p in Path("shards").glob(f"*/{MANIFEST_NAME}"))
+        if not found:
+            fail("no dataset folders in ./shards/: pass --shards DIR")
+        roots = [root for root in found if not (root / STATS_NAME).exists()]
+        typer.echo(f"datasets lacking stats: {', '.join(map(str, roots)) or 'none'} ({len(found)} in ./shards/; "
+                   f"--shards DIR computes one again)")
     for root in roots:
         with error_boundary():
             result = compute_rgb_stats(root, workers, mean_image)

@@ -6,10 +6,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shared.manifest import MAX_PATCH_SIZE, TASKS as NAMED_TASKS
+from shared.limits import DEFAULT_MAX_PIXELS, MAX_PATCH_SIZE, RESAMPLERS
+from shared.manifest import TASKS as NAMED_TASKS
 
-TASKS = NAMED_TASKS + ("imagenetv2", "folder")  # layouts --task accepts
-RESAMPLERS = ("bilinear", "bicubic", "lanczos")
+TASKS = NAMED_TASKS + ("imagenetv2", "folder")  # the forms --form (alias --task) accepts
 
 # Holdout sizes of the PyTorch replication (README, "Sources"), capped at 10% of train.
 DEFAULT_HOLDOUT = {
@@ -19,22 +19,30 @@ DEFAULT_HOLDOUT = {
 HOLDOUT_MAX_FRACTION = 0.10
 
 
+# What each option may be, as `shard --help` shows it and as PrepConfig enforces it
+RANGES = {"task": f"one of {', '.join(TASKS)}", "size": f"8..{MAX_PATCH_SIZE}", "quality": "1..100",
+          "resample": f"one of {', '.join(RESAMPLERS)}", "shard_size": "1..1,000,000",
+          "holdout": ">= 1 (alexnet-train needs a holdout)", "seed": ">= 0", "max_pixels": "1..10^10",
+          "workers": "1..1024"}
+
+
 def option(default, help: str):
     return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class PrepConfig:
-    src: Path = option(Path("."), "Raw dataset folder (layout auto-detected).")
-    task: str | None = option(None, f"Force a layout: {', '.join(TASKS)}.")
+    src: Path = option(Path("."), "The raw dataset: a folder or the archive as downloaded (its form is detected).")
+    task: str | None = option(None, "The input form, where detection should not decide (and mnist, fashion-mnist, "
+                                    "cifar10, cifar100: downloaded into --src when missing).")
     out: Path | None = option(None, "Output folder; default shards/<task>.")
     size: int = option(256, "§2: shorter side rescaled to this many px, central square patch kept.")
-    quality: int = option(90, "JPEG quality of the stored patches (README: size vs PSNR).")
+    quality: int = option(90, "JPEG quality of the stored patches (docs/performance.md: size vs PSNR).")
     resample: str = option("bilinear", f"Resampling filter, antialiased like torchvision's: {', '.join(RESAMPLERS)}.")
     shard_size: int = option(1000, "Samples per shard; ImageNet gives ~1,281 train shards.")
     holdout: int | None = option(None, "Holdout images taken from train; default per task, at most 10%.")
     seed: int = option(0, "Seed of the holdout draw and the train shuffle across shards.")
-    max_pixels: int = option(100_000_000, "Images with more pixels (read from the header) are skipped, never "
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "Images with more pixels (read from the header) are skipped, never "
                                           "decoded; ImageNet's largest has ~30 million.")
     workers: int = option(os.cpu_count() or 1, "Worker processes; default all cores.")
     part: str | None = option(None, "k/N: write every N-th shard (k = 1..N) on this machine.")
@@ -44,18 +52,19 @@ class PrepConfig:
     def __post_init__(self):
         self.src = Path(self.src)
         self.out = Path(self.out) if self.out is not None else None
-        rules = [("task", self.task is None or self.task in TASKS, f"one of {', '.join(TASKS)}"),
-                 ("size", 8 <= self.size <= MAX_PATCH_SIZE, f"8..{MAX_PATCH_SIZE}"),
-                 ("quality", 1 <= self.quality <= 100, "1..100"),
-                 ("resample", self.resample in RESAMPLERS, f"one of {', '.join(RESAMPLERS)}"),
-                 ("shard_size", 1 <= self.shard_size <= 1_000_000, "1..1,000,000"),
-                 ("holdout", self.holdout is None or self.holdout >= 1, ">= 1 (alexnet-train needs a holdout)"),
-                 ("seed", self.seed >= 0, ">= 0"),
-                 ("max_pixels", 1 <= self.max_pixels <= 10**10, "1..10^10"),
-                 ("workers", 1 <= self.workers <= 1024, "1..1024")]
-        for name, ok, wanted in rules:
+        rules = [("task", self.task is None or self.task in TASKS),
+                 ("size", 8 <= self.size <= MAX_PATCH_SIZE),
+                 ("quality", 1 <= self.quality <= 100),
+                 ("resample", self.resample in RESAMPLERS),
+                 ("shard_size", 1 <= self.shard_size <= 1_000_000),
+                 ("holdout", self.holdout is None or self.holdout >= 1),
+                 ("seed", self.seed >= 0),
+                 ("max_pixels", 1 <= self.max_pixels <= 10**10),
+                 ("workers", 1 <= self.workers <= 1024)]
+        for name, ok in rules:
             if not ok:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: expected {wanted}")
+                flag = {"task": "--form"}.get(name, f"--{name.replace('_', '-')}")
+                raise ValueError(f"{flag} {getattr(self, name)!r}: expected {RANGES[name]}")
         self.parse_part()
 
     def to_dict(self) -> dict:

@@ -47,7 +47,7 @@ IMAGENET_FORMS = [("kaggle-imagenet", is_kaggle_imagenet, read_kaggle_imagenet),
 
 def detect_task(src: Path) -> str:
     if not src.is_dir():
-        raise FileNotFoundError(f"--src {src}: no such folder. Give --task to download "
+        raise FileNotFoundError(f"--src {src}: no such folder. Give --form to download "
                                 f"mnist, fashion-mnist, cifar10 or cifar100 there.")
     if is_tiny_imagenet(src):  # before the folder form: its train/ holds wnid folders too
         return "tiny-imagenet"
@@ -64,11 +64,11 @@ def detect_task(src: Path) -> str:
         return named[0]
     if found:
         raise ValueError(f"--src {src}: idx files found, but MNIST and Fashion-MNIST share file names; "
-                         f"pass --task mnist or --task fashion-mnist")
+                         f"pass --form mnist or --form fashion-mnist")
     if _class_root(src) is not None:
         return "folder"
     raise ValueError(f"--src {src}: no known layout found. Looked for:\n{LOOKED_FOR}\n"
-                     f"Pass --task ({'|'.join(TASKS)}) to force one.")
+                     f"Pass --form ({'|'.join(TASKS)}) to force one.")
 
 
 def read_imagenet(src) -> Source:
@@ -99,7 +99,7 @@ def open_src(src: Path):
 
 def read_source(src: Path, task: str | None) -> Source:
     if task is not None and task not in TASKS:
-        raise ValueError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+        raise ValueError(f"--form {task!r}: expected one of {', '.join(TASKS)}")
     src = open_src(Path(src))
     task = task or detect_task(src)
     if task in ("mnist", "fashion-mnist"):

@@ -181,7 +181,7 @@ def is_imagenet_folders(src) -> bool:
     if wnids and others:
         raise ValueError(f"--src {src}: train/ holds {len(wnids)} class folders named by wnids (ImageNet as the "
                          f"torchvision references keep it) and {len(others)} that are not (e.g. "
-                         f"{', '.join(others[:3])}): move those out of train/, or pass --task folder to read every "
+                         f"{', '.join(others[:3])}): move those out of train/, or pass --form folder to read every "
                          f"folder as a class of a dataset of its own")
     return bool(wnids)
 

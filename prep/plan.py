@@ -103,7 +103,7 @@ def plan_shards(source: Source, cfg: PrepConfig) -> list[ShardTask]:
 
 # What a plan's fingerprint holds, as a user would name it: every input and option that
 # changes a shard's bytes (a --part made with another differs in one of these).
-FINGERPRINT_NAMES = {"task": "the dataset (--task)", "layout": "the source's layout",
+FINGERPRINT_NAMES = {"task": "the dataset (--form)", "layout": "the source's layout",
                      "classes_sha256": "the class table", "items_sha256": "the source's files", "size": "--size",
                      "quality": "--quality",
                      "resample": "--resample", "shard_size": "--shard-size", "seed": "--seed", "holdout": "--holdout",

@@ -8,7 +8,7 @@ workers, which make each image's patch (the bytes a folder of the same images gi
 write the run to `<out>/.patches/<archive>-NNNNNN.tar` atomically with a record. Phase 2
 writes the planned shards from those patches (prep/write_shards.py), reading each by offset.
 
-Memory: at most 2 x workers runs are in flight (bench/archive_memory.py). Resume: a run whose
+Memory: at most 2 x workers runs are in flight (bench/imagenet_archives.py measures it). Resume: a run whose
 file matches its record is not decoded again (its members are still inflated on the way).
 Runs are cut by archive position, never by --workers, so the patches -- and the shards --
 are byte-identical whatever --workers is. Disk: the store is about as big as the shards;

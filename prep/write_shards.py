@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
-from shared.patch import encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
+from shared.patch import BAD_IMAGE_ERRORS, encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from shared.shards import AtomicShardWriter, Sample
 
 from .archives import resolve
@@ -32,11 +31,6 @@ from .sources import Item, Source
 from .streamed_patches import PATCHES, make_patches, phase_one_skips, read_patch, remove_store
 from .worker_pool import run_jobs
 
-# Exceptions that mean "this input is bad", not "this program is broken": Pillow raises
-# OSError for truncated data, UnidentifiedImageError (an OSError) for unknown formats,
-# SyntaxError/ValueError from some plugins on corrupt headers; simplejpeg ValueError for
-# damaged JPEGs; ours ValueError for images over --max-pixels.
-BAD_INPUT_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 ARRAY_READERS = {"idx": read_idx_image, "cifar-pickle": read_cifar_image}  # layout -> record reader
@@ -57,7 +51,7 @@ def patch_or_skip(item: Item, data: bytes, cfg: PrepConfig) -> tuple[Sample | No
     """Phase 1 of a streamed archive (prep/streamed_patches.py): the sample, or why not."""
     try:
         return image_sample(item, data, cfg), None
-    except BAD_INPUT_ERRORS as exc:
+    except BAD_IMAGE_ERRORS as exc:
         return None, unreadable(exc)
 
 
@@ -92,7 +86,7 @@ def write_one_shard(job: ShardJob) -> tuple[str, int]:
         for item in task.items:
             try:
                 sample = process_item(job.root, job.layout, item, job.cfg)
-            except BAD_INPUT_ERRORS as exc:
+            except BAD_IMAGE_ERRORS as exc:
                 skips.append({"path": item.source, "split": task.split, "reason": unreadable(exc)})
                 continue
             if sample is not None:

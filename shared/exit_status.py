@@ -1,4 +1,4 @@
-"""The exit statuses both command-line tools promise (README, "Trust and failure"), and the
+"""The exit statuses both command-line tools promise (README, "Exit statuses"), and the
 one error boundary every command runs in: an input or environment fault is one line on
 stderr naming the file, never a Python traceback.
 
@@ -60,6 +60,16 @@ def die_with_parent(parent: int) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def package_version() -> str:
+    """Both tools' --version: the installed package's version."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("alexnet-repro")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: run from a checkout)"
 
 
 def fail(message: str, code: int = REFUSED) -> NoReturn:

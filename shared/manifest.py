@@ -13,18 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .json_files import json_field, read_json, write_json_atomic
+from .limits import MAX_PATCH_SIZE
 from .shards import SHARD_PATTERN, SPLITS
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "alexnet-shards/2"
-MAX_PATCH_SIZE = 2048  # px: one 10-view batch of 32 such patches is 1.2 GB of crops; ImageNet uses 256
 # The datasets prep knows by name; shards of a class-folder dataset are named after the folder.
 TASKS = ("imagenet", "tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 class ShardUrl(str):
     """A shard named through --shard-urls: webdataset opens it (file, `pipe:`, http). Every
-    other shard is a local file and is opened as one (train/data.py), so a dataset folder named
+    other shard is a local file and is opened as one (train/loader.py), so a dataset folder named
     `pipe:touch X; cat x` is only a folder."""
 
     __slots__ = ()
@@ -164,11 +164,35 @@ def parse_manifest(d, path) -> Manifest:
     return manifest
 
 
+RAW_HINTS = (".jpg", ".jpeg", ".png", ".zip", ".tar", ".gz", ".tgz", "-ubyte", "batches.meta", "wnids.txt",
+             "loc_synset_mapping.txt")  # what a raw dataset (a prep source) holds; shards hold none of these
+RAW_LOOK = 2000  # entries looked at before giving up (a raw ImageNet folder holds 1.3 million)
+
+
+def missing_manifest_advice(root: Path) -> str:
+    """Why a folder without manifest.json is not a dataset, and the command that makes one."""
+    if not root.is_dir():
+        return f"{root}: no such dataset folder (alexnet-prep shard --src RAW --out {root} makes one)"
+    if (root / ".shard-info").is_dir():
+        return (f"{root} holds an unfinished alexnet-prep shard run (no {MANIFEST_NAME}, written last): run the "
+                f"same alexnet-prep shard command again to finish it")
+    seen = 0
+    for _, _, files in os.walk(root):
+        if any(name.lower().endswith(RAW_HINTS) for name in files):
+            return (f"{root} is a raw dataset, not shards (no {MANIFEST_NAME}; images or archives in it): make "
+                    f"shards first with `alexnet-prep shard --src {root} --out shards/{root.resolve().name}`, "
+                    f"then pass that folder")
+        seen += len(files)
+        if seen > RAW_LOOK:
+            break
+    return f"{root}: no {MANIFEST_NAME}: not a dataset folder (make one with alexnet-prep shard)"
+
+
 def read_manifest(root: str | os.PathLike) -> Manifest:
     path = Path(root) / MANIFEST_NAME
-    d = read_json(path, f"{root} is not a complete dataset folder (run `alexnet-prep shard` first; "
-                        f"the manifest is written last)")
-    return parse_manifest(d, path)
+    if not path.is_file():
+        raise FileNotFoundError(missing_manifest_advice(Path(root)))
+    return parse_manifest(read_json(path, ""), path)
 
 
 def check_manifest(manifest: Manifest, path: Path) -> None:

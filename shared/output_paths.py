@@ -1,8 +1,8 @@
-"""The one rule for every path an output flag names, in both tools (README, "Trust and
-failure"): an output is a new name or a regular file (a folder, for a folder flag), and it is
-never an input of the same command -- not the same file (through a symlink or a hard link
-too), not inside a dataset folder the command reads, not a record of a run folder it reads.
-Checked before any work; a refusal is a ValueError naming the flag and the path (exit 2).
+"""The one rule for every path an output flag names, in both tools (docs/trust.md): an
+output is a new name or a regular file (a folder, for a folder flag), and it is never an
+input of the same command -- not the same file (through a symlink or a hard link too), not
+inside a dataset folder the command reads, not a record of a run folder it reads. Checked
+before any work; a refusal is a ValueError naming the flag and the path (exit 2).
 
 Found by issue 30's hostile round: `evaluate --predictions` replaced, with exit 0, the
 checkpoint, the ReaL file, the dataset's manifest.json, a shard and a device node."""

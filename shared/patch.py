@@ -29,12 +29,17 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from .limits import DEFAULT_MAX_PIXELS, RESAMPLERS
+
+# What "this input is not a usable image" raises, as opposed to a bug: Pillow raises OSError
+# for truncated data and UnidentifiedImageError (an OSError) for unknown formats, SyntaxError or
+# ValueError from some plugins on corrupt headers, DecompressionBombError; simplejpeg ValueError
+# for damaged JPEGs; check_pixels ValueError over --max-pixels. Prep skips such an input, predict
+# names it; both catch exactly these.
+BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 JPEG_MAGIC = b"\xff\xd8\xff"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-DEFAULT_MAX_PIXELS = 100_000_000  # --max-pixels: ImageNet's largest image is ~30 Mpx
-
-RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-            "lanczos": Image.Resampling.LANCZOS}
+RESAMPLE = dict(zip(RESAMPLERS, (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)))
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
@@ -52,7 +57,7 @@ def warn_if_stock_pillow() -> dict:
     flavour = pillow_flavour()
     if not flavour["simd"]:
         warnings.warn(f"pillow-simd is not installed; using stock Pillow {flavour['pillow']}: results "
-                      f"are the same, resizing is ~2x slower (see README, 'Set-up')", stacklevel=2)
+                      f"are the same, resizing is ~2x slower (README, 'Install')", stacklevel=2)
     return flavour
 
 

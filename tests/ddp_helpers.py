@@ -9,8 +9,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from train.augment import DeviceAugment, input_stats
-from train.data import EvalShards, SampleRules, make_loader
-from train.dataset import load_dataset
+from train.loader import EvalShards, SampleRules, make_loader
+from train.dataset_folder import load_dataset
 from train.distributed import Dist
 from train.loop import evaluate, seed_epoch, train_one_epoch
 from train.model import AlexNet, Architecture, build_model

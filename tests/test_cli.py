@@ -55,3 +55,81 @@ def test_help_imports_no_torch():
     for module in ("prep.cli", "train.cli"):
         loaded = modules_after(f"from {module} import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass")
         assert "torch" not in loaded, module
+
+
+# ---- issue 29: the command line a practitioner expects -------------------------------------------
+def run_cli(tool: str, *args: str) -> subprocess.CompletedProcess:
+    code = (f"import sys\nfrom {tool}.cli import {'main' if tool == 'train' else 'app'} as entry\nsys.argv = "
+            f"['alexnet-{tool}', *{list(map(str, args))!r}]\ntry:\n    entry()\nexcept SystemExit as e:\n"
+            f"    print('exit', e.code, 'torch' in sys.modules)\n    raise")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "160"})
+
+
+def test_help_is_grouped_in_panels_with_ranges_and_every_field_in_one_panel():
+    from prep.cli import PANELS as PREP_PANELS
+    from train.config import PANELS
+
+    for panels, cls in ((PANELS, TrainConfig), (PREP_PANELS, PrepConfig)):
+        placed = [name for names in panels.values() for name in names]
+        assert sorted(placed) == sorted(f.name for f in fields(cls))  # each field once
+    train_help = run_cli("train", "--help").stdout
+    for title in list(PANELS) + ["Commands"]:
+        assert title in train_help, title
+    assert train_help.index("evaluate") < train_help.index("Data")  # the subcommands come first
+    assert "Range: 1..100,000" in train_help and "[default: 90]" in train_help
+    shard_help = run_cli("prep", "shard", "--help").stdout
+    for title in PREP_PANELS:
+        assert title in shard_help, title
+    assert "Range: 1..100" in shard_help
+
+
+def test_version_on_both_tools():
+    for tool in ("train", "prep"):
+        result = run_cli(tool, "--version")
+        assert result.returncode == 0 and result.stdout.startswith(f"alexnet-{tool} "), result.stdout + result.stderr
+
+
+def test_the_names_torchvision_and_timm_use_are_aliases():
+    train = options(typer.main.get_command(train_app))
+    for alias, field in (("--lr", "--learn-rate"), ("-b", "--batch-size"), ("-j", "--workers"),
+                         ("--wd", "--weight-decay"), ("--output-dir", "--logdir")):
+        assert alias in train and train[alias] == train[field], alias
+    commands = typer.main.get_command(train_app).commands
+    for command in ("evaluate", "figure1"):
+        flags = options(commands[command])
+        assert "--output-dir" in flags and "--out" in flags, command
+    assert "--batch-size" in options(commands["evaluate"])
+    shard = options(typer.main.get_command(prep_app).commands["shard"])
+    assert {"--output-dir", "--out", "-j", "--form", "--task"} <= set(shard)
+
+
+def test_predict_views_is_a_choice_of_one_or_ten(tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(train_app, ["predict", "--checkpoint", str(tmp_path / "x.pt"), "--views", "5",
+                                            str(tmp_path)])
+    assert result.exit_code == 2 and "'1', '10'" in result.output
+
+
+def test_training_options_given_to_a_subcommand_are_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(train_app, ["--epochs", "3", "table", str(tmp_path)])
+    assert result.exit_code == 2 and "--epochs" in result.output and "table" in result.output
+
+
+def test_a_raw_dataset_given_as_shards_is_named_before_torch_loads(tmp_path):
+    write_class_folders(tmp_path / "raw")
+    result = run_cli("train", "--shards", str(tmp_path / "raw"))
+    assert "exit 2 False" in result.stdout, result.stdout + result.stderr  # refused, torch never imported
+    assert f"alexnet-prep shard --src {tmp_path / 'raw'}" in result.stderr
+    result = run_cli("train", "--shards", str(tmp_path / "nothing"))
+    assert "exit 2 False" in result.stdout and "no such dataset folder" in result.stderr
+
+
+def test_stats_and_verify_without_a_dataset_refuse(tmp_path):
+    for command in ("stats", "verify"):
+        result = subprocess.run([sys.executable, "-m", "prep", command], cwd=tmp_path, capture_output=True,
+                                text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert result.returncode == 2 and "pass --shards DIR" in result.stderr, (command, result.stderr)

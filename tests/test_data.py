@@ -10,7 +10,7 @@ import torch
 
 from shared.manifest import read_manifest
 from shared.shards import Sample, AtomicShardWriter, iter_shard
-from train.data import (POOL, EvalShards, SampleRules, TrainStream, decode_crops_on_device, decode_sample,
+from train.loader import (POOL, EvalShards, SampleRules, TrainStream, decode_crops_on_device, decode_sample,
                         iterate_train_batches, make_loader, read_tar_samples, shuffle_buffer)
 
 RULES = SampleRules(256, 3)
@@ -154,8 +154,8 @@ def test_shared_batch_memory_uses_torch_private_allocator():
     """new_shared_uint8 allocates straight in shared memory with the private
     torch.UntypedStorage._new_shared, as default_collate does (a public share_memory_() would
     copy each 19 MB batch once more); this fails loudly the day torch renames it."""
-    from train.data import new_shared_uint8
+    from train.loader import new_shared_uint8
 
-    assert hasattr(torch.UntypedStorage, "_new_shared"), "torch dropped UntypedStorage._new_shared: see train/data.py"
+    assert hasattr(torch.UntypedStorage, "_new_shared"), "torch dropped UntypedStorage._new_shared: see train/loader.py"
     t = new_shared_uint8((2, 3, 4))
     assert t.is_shared() and t.shape == (2, 3, 4) and t.dtype == torch.uint8

@@ -276,7 +276,7 @@ def test_final_evaluation_uses_the_best_epoch_not_the_last(scripted_run):
 
 
 def test_metrics_rows(natural_run, tiny_shards):
-    from train.data import SampleRules, TrainStream, iterate_train_batches
+    from train.loader import SampleRules, TrainStream, iterate_train_batches
     from train.model import build_model
 
     run = natural_run["run"]

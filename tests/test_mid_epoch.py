@@ -15,7 +15,7 @@ import torch
 
 from shared.manifest import read_manifest
 from train.checkpoint import load_checkpoint
-from train.data import SampleRules, TrainStream, iterate_train_batches
+from train.loader import SampleRules, TrainStream, iterate_train_batches
 
 REPO = Path(__file__).parents[1]
 

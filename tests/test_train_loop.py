@@ -14,8 +14,8 @@ from train.augment import DeviceAugment, input_stats
 from train.checkpoint import load_checkpoint
 from train.cli import app
 from train.config import TrainConfig
-from train.data import EvalShards, SampleRules, check_shard_count
-from train.dataset import load_dataset
+from train.loader import EvalShards, SampleRules, check_shard_count
+from train.dataset_folder import load_dataset
 from train.distributed import Dist
 from train.loop import train, train_one_epoch
 from train.model import Architecture, build_model

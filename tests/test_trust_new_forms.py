@@ -229,7 +229,7 @@ def test_a_stray_folder_in_imagenet_train_is_refused_not_read_as_class_folders(i
     src = write_reference_folders(tmp_path / "r", images, devkit=False)
     (src / "train" / "junk").mkdir()
     (src / "train" / "junk" / "x.JPEG").write_bytes(images["train"][0][2])
-    one_line_error(prep("shard", "--src", src, "--out", tmp_path / "o"), 2, "junk", "--task folder")
+    one_line_error(prep("shard", "--src", src, "--out", tmp_path / "o"), 2, "junk", "--form folder")
     assert not (tmp_path / "o").exists()
 
 

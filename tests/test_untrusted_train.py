@@ -14,7 +14,7 @@ from shared.shards import Sample, AtomicShardWriter, file_sha256, iter_shard
 from train.checkpoint import check_best_matches, load_checkpoint
 from train.cli import app
 from train.config import TrainConfig
-from train.dataset import load_dataset
+from train.dataset_folder import load_dataset
 from train.loop import train
 
 SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")

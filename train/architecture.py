@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from shared.manifest import MAX_PATCH_SIZE
+from shared.limits import MAX_PATCH_SIZE
 
 ARCH = "alexnet-krizhevsky-2012"
 # §3.3 hyper-parameters; LRN_SCALE is the paper's alpha = cuda-convnet's `scale` = Caffe's alpha.

@@ -18,7 +18,7 @@ import torch
 
 from shared.json_files import write_atomic
 
-from shared.manifest import MAX_PATCH_SIZE
+from shared.limits import MAX_PATCH_SIZE
 
 from .architecture import ARCH, Architecture
 from .config import TrainConfig

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from enum import Enum
 import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
@@ -14,42 +15,57 @@ from typing import List, Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, sigterm_as_interrupt
-from .config import PRESETS, TrainConfig
+from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, package_version, sigterm_as_interrupt
+from shared.manifest import read_manifest
+from .config import PANELS, PRESETS, RANGES, TrainConfig, flags_of
 from .run_folder import git_hash
 
-app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode=None,
-                  help="Train the paper's AlexNet from alexnet-prep shards (default command), or evaluate / table.")
+app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode="rich",
+                  help="Train the paper's AlexNet from alexnet-prep shards: `alexnet-train --shards DIR` (the options "
+                       "below).\n\nCommands: evaluate (10-view error of a checkpoint), table (runs beside the "
+                       "paper), predict (top-5 of images), figure1 (§3.1): `alexnet-train COMMAND --help`.")
 
 
 
 def _flag_help(f) -> str:
+    """The field's help, its enforced range and its default, in one style for every flag."""
     default = f.default if f.default is not MISSING else None
-    shown = "" if default is None else f" (default: {default})"
-    return f.metadata["help"] + shown
+    shown = f" Range: {RANGES[f.name]}." if f.name in RANGES else ""
+    return f.metadata["help"] + shown + ("" if default is None else f" \\[default: {default}]")
+
+
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
 
 
 def config_parameters(cls=TrainConfig) -> list[inspect.Parameter]:
     """One keyword parameter per dataclass field, typed for typer (Literal fields become
-    choices), defaulting to None: unset."""
+    choices), defaulting to None: unset; in its --help panel, under its names."""
     hints = typing.get_type_hints(cls)
     params = []
-    for f in fields(cls):
+    order = [name for names in PANELS.values() for name in names]
+    for f in sorted(fields(cls), key=lambda f: order.index(f.name)):  # panel by panel
         hint = hints[f.name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) \
             if typing.get_origin(hint) is typing.Union else hint
-        flag = "--" + f.name.replace("_", "-")
+        names = flags_of(f.name)
         if base is bool:
-            info = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=_flag_help(f))
-        else:
-            info = typer.Option(None, flag, help=_flag_help(f))
+            names = (f"{names[0]}/--no-{names[0][2:]}",)
+        info = typer.Option(None, *names, help=_flag_help(f), rich_help_panel=PANEL_OF[f.name], show_default=False)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info,
                                         annotation=Optional[base]))
     return params
 
 
-def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> None:
+def train_command(ctx: typer.Context, preset: Optional[str] = None, version: bool = False, **given) -> None:
+    if version:
+        typer.echo(f"alexnet-train {package_version()}")
+        raise typer.Exit()
     if ctx.invoked_subcommand is not None:
+        misplaced = [flags_of(k)[0] for k, v in given.items() if v is not None] + (["--preset"] if preset else [])
+        if misplaced:  # `alexnet-train --epochs 3 table runs/x` used to ignore --epochs without a word
+            fail(f"{', '.join(misplaced)}: {'options' if len(misplaced) > 1 else 'an option'} of training, given "
+                 f"before `{ctx.invoked_subcommand}`, which does not use them; drop them, or see "
+                 f"`alexnet-train {ctx.invoked_subcommand} --help`")
         return
     cfg = TrainConfig()
     if preset is not None:
@@ -61,6 +77,7 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
     with error_boundary():
+        read_manifest(cfg.resolved().shards)  # a folder that is no dataset is refused before torch loads (7 s)
         from .loop import train  # heavy imports only when training
 
         results = train(cfg)
@@ -71,11 +88,14 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, **given) -> 
 
 
 train_command.__signature__ = inspect.Signature(
-    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-     inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                       default=typer.Option(None, help=f"Named overrides: {', '.join(PRESETS)} "
-                                                       f"(demo: 2 CPU cores, ~5 min)."))]
-    + config_parameters())
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    + config_parameters()
+    + [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                         default=typer.Option(None, help=f"Named overrides: {', '.join(PRESETS)} "
+                                                         f"(demo: 2 CPU cores, ~5 min).", rich_help_panel="Run")),
+       inspect.Parameter("version", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                         default=typer.Option(False, "--version", help="Print the version and exit.",
+                                              is_eager=True))])
 train_command.__annotations__ = {p.name: p.annotation for p in train_command.__signature__.parameters.values()}
 app.callback()(train_command)
 
@@ -84,10 +104,14 @@ app.callback()(train_command)
 def evaluate(
     checkpoint: Path = typer.Option(..., help="best.pt or last.pt of a run."),
     shards: Path = typer.Option(..., help="Dataset folder to evaluate on."),
-    out: Optional[Path] = typer.Option(None, help="Folder for results.json and figures (default: the checkpoint's)."),
-    device: str = typer.Option("auto"),
-    workers: Optional[int] = typer.Option(None, min=0, max=256, help="Loader processes (default: as training's "
-                                                                      "--workers)."),
+    out: Optional[Path] = typer.Option(None, "--output-dir", "--out", help="Folder for results.json and figures "
+                                                                          "(default: the checkpoint's)."),
+    device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda | cuda:N."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=0, max=256,
+                                          help="Loader processes (default: as training's --workers)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, max=65_536,
+                                             help="Images per batch, each giving 10 crops (default: the run's "
+                                                  "--eval-batch-size)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Also write Figure 3 and 4 PNGs."),
     real_labels: Optional[Path] = typer.Option(None, help=_flag_help(next(f for f in fields(TrainConfig)
                                                                            if f.name == "real_labels"))),
@@ -101,7 +125,8 @@ def evaluate(
         from .evaluate_checkpoint import evaluate_checkpoint
         from .run_folder import format_table
 
-        results = evaluate_checkpoint(checkpoint, shards, out, device, workers, figures, real_labels, predictions)
+        results = evaluate_checkpoint(checkpoint, shards, out, device, workers, figures, real_labels, predictions,
+                                      batch_size)
         typer.echo(format_table([Path(results["run"])]))
 
 
@@ -114,11 +139,18 @@ def table(runs: List[Path] = typer.Argument(..., help="Run folders holding resul
         typer.echo(format_table(runs))
 
 
+class Views(str, Enum):
+    """predict --views: the two test-time inputs of §4.1."""
+    one = "1"
+    ten = "10"
+
+
 @app.command()
 def predict(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     checkpoint: Path = typer.Option(..., help="best.pt of a run (it carries classes and normalisation)."),
-    views: int = typer.Option(10, min=1, max=10, help="10 = §4.1's four corners, centre and mirrors; 1 = centre crop."),
+    views: Views = typer.Option(Views.ten, help="10 = §4.1's four corners, centre and mirrors; 1 = the centre "
+                                                "crop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     device: str = typer.Option("auto", help="auto (cuda if available) | cpu | cuda:N."),
     batch_size: int = typer.Option(32, min=1, max=4096, help="Images per forward batch (x views crops)."),
@@ -129,13 +161,11 @@ def predict(
 
     from .predict import expand_paths, load_predictor, predict_paths
 
-    if views not in (1, 10):
-        fail(f"--views {views}: expected 1 or 10")
     with error_boundary():
         files = expand_paths(paths)
         predictor = load_predictor(checkpoint, device)
         failed = 0
-        for result in predict_paths(predictor, files, views, batch_size, progress=len(files) > 100):
+        for result in predict_paths(predictor, files, int(views.value), batch_size, progress=len(files) > 100):
             failed += "error" in result
             if as_json:
                 typer.echo(json.dumps(result))
@@ -153,7 +183,8 @@ def predict(
 @app.command()
 def figure1(
     shards: Path = typer.Option(..., help="CIFAR-10 shards, e.g. alexnet-prep shard --src cifar10-train --size 32."),
-    out: Path = typer.Option(Path("runs/figure1"), help="Folder for figure1.png and figure1.json."),
+    out: Path = typer.Option(Path("runs/figure1"), "--output-dir", "--out", help="Folder for figure1.png and "
+                                                                                  "figure1.json."),
     quick: bool = typer.Option(False, "--quick", help="The README's chosen rates and one seed (21 min on 2 cores) "
                                                       "instead of the sweep and three seeds."),
     seeds: List[int] = typer.Option([1, 2, 3], "--seed", help="Seeds for the final runs (repeat the flag)."),

@@ -67,7 +67,7 @@ class TrainConfig:
         "two", "§3.2: two = the two-GPU net; one = the one-GPU net with half the kernels in conv1-conv4.")
     init: Literal["caffe", "paper"] = option(
         "caffe", "caffe = bvlc_alexnet (N(0, 0.01), fc6/fc7 0.005, biases 0.1); paper = §5 exactly (biases 1). "
-                 "README, 'Initialisation'.")
+                 "docs/variants.md.")
     # ---- data augmentation and input (§2, §4.1)
     crop: Optional[int] = option(None, "§4.1 crop side in px; default 224/256 of the shards' patch size.")
     pca_std: float = option(0.1, "§4.1 lighting: α_i ~ N(0, pca_std), times σ_i (0-255 units); 0 = the ablation.")
@@ -172,36 +172,46 @@ def finite_in(value, low: float, high: float, low_open: bool = False) -> bool:
     return math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
 
 
+# What each number may be, as --help shows it and as check_ranges enforces it
+RANGES = {
+    "epochs": "1..100,000", "batch_size": "1..1,048,576", "learn_rate": "(0, 100]", "bias_lr_mult": "(0, 100]",
+    "momentum": "[0, 1)", "weight_decay": "[0, 1]", "lr_patience": "1..1000", "lr_min_delta": "0..100 points",
+    "lr_drops": "0..100", "dropout": "[0, 1)", "pool_size": "3 (§3.4) or 2", "pca_std": "[0, 10]", "seed": ">= 0",
+    "workers": "0..256", "shuffle_buffer": "1..100,000", "eval_batch_size": "1..65,536",
+    "steps_per_epoch": "1..10^9", "checkpoint_every": "0..1,000,000 minutes", "crop": "64..the shards' patch size",
+    "shard_urls": "a template with '{name}'", "device": "auto, cpu, cuda or cuda:N",
+}
+
+
 def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
     """Every number within what the run can use, before anything starts: `--learn-rate inf`,
     1e30 or `--pca-std 1e300` used to pass and end in a traceback after the first step."""
     rules = [
-        ("epochs", 1 <= cfg.epochs <= 100_000, "1..100,000"),
-        ("batch_size", 1 <= cfg.batch_size <= 1 << 20, "1..1,048,576"),
-        ("learn_rate", finite_in(cfg.learn_rate, 0, 100, low_open=True), "in (0, 100]"),
-        ("bias_lr_mult", finite_in(cfg.bias_lr_mult, 0, 100, low_open=True), "in (0, 100]"),
-        ("momentum", finite_in(cfg.momentum, 0, 1) and cfg.momentum < 1, "in [0, 1)"),
-        ("weight_decay", finite_in(cfg.weight_decay, 0, 1), "in [0, 1]"),
-        ("lr_patience", 1 <= cfg.lr_patience <= 1000, "1..1000"),
-        ("lr_min_delta", finite_in(cfg.lr_min_delta, 0, 100), "0..100 percentage points"),
-        ("lr_drops", 0 <= cfg.lr_drops <= 100, "0..100"),
-        ("dropout", finite_in(cfg.dropout, 0, 1) and cfg.dropout < 1, "in [0, 1)"),
-        ("pool_size", cfg.pool_size in (2, 3), "3 (§3.4) or 2"),
-        ("pca_std", finite_in(cfg.pca_std, 0, 10), "in [0, 10] (§4.1: 0.1)"),
-        ("seed", 0 <= cfg.seed < 2**63, ">= 0"),
-        ("workers", cfg.workers is None or 0 <= cfg.workers <= 256, "0..256"),
-        ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000, "1..100,000 samples per worker"),
-        ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536, "1..65,536"),
-        ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9, "1..10^9"),
-        ("checkpoint_every", cfg.checkpoint_every is None or finite_in(cfg.checkpoint_every, 0, 10**6),
-         "0..1,000,000 minutes"),
-        ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size,
-         f"between 64 and the shards' patch size {patch_size}"),
-        ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls, "a template with '{name}'"),
-        ("device", valid_device(cfg.device), "auto, cpu, cuda or cuda:N"),
+        ("epochs", 1 <= cfg.epochs <= 100_000),
+        ("batch_size", 1 <= cfg.batch_size <= 1 << 20),
+        ("learn_rate", finite_in(cfg.learn_rate, 0, 100, low_open=True)),
+        ("bias_lr_mult", finite_in(cfg.bias_lr_mult, 0, 100, low_open=True)),
+        ("momentum", finite_in(cfg.momentum, 0, 1) and cfg.momentum < 1),
+        ("weight_decay", finite_in(cfg.weight_decay, 0, 1)),
+        ("lr_patience", 1 <= cfg.lr_patience <= 1000),
+        ("lr_min_delta", finite_in(cfg.lr_min_delta, 0, 100)),
+        ("lr_drops", 0 <= cfg.lr_drops <= 100),
+        ("dropout", finite_in(cfg.dropout, 0, 1) and cfg.dropout < 1),
+        ("pool_size", cfg.pool_size in (2, 3)),
+        ("pca_std", finite_in(cfg.pca_std, 0, 10)),
+        ("seed", 0 <= cfg.seed < 2**63),
+        ("workers", cfg.workers is None or 0 <= cfg.workers <= 256),
+        ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000),
+        ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536),
+        ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9),
+        ("checkpoint_every", cfg.checkpoint_every is None or finite_in(cfg.checkpoint_every, 0, 10**6)),
+        ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size),
+        ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls),
+        ("device", valid_device(cfg.device)),
     ]
-    for name, ok, wanted in rules:
+    for name, ok in rules:
         if not ok:
+            wanted = RANGES[name].replace("the shards' patch size", f"the shards' patch size {patch_size}")
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected {wanted}")
     cfg.milestones()
 
@@ -225,6 +235,28 @@ def check_types(values: dict, where: str) -> None:
         if not isinstance(value, flat) or (isinstance(value, bool) and bool not in flat):
             raise ValueError(f"{where}: {name} {value!r} is a {type(value).__name__}, expected "
                              f"{' or '.join(k.__name__ for k in flat)}")
+
+
+# --help's panels, in order; every field in exactly one (tests/test_cli.py)
+PANELS = {
+    "Data": ["shards", "task", "shard_urls", "real_labels", "verify_checksums"],
+    "Optimiser and schedule (§5)": ["epochs", "batch_size", "optimizer", "learn_rate", "bias_lr_mult", "momentum",
+                                    "weight_decay", "lr_schedule", "lr_patience", "lr_min_delta", "lr_milestones",
+                                    "lr_drops"],
+    "Network (§3, §4.2) and initialisation": ["lrn", "conv1_padding", "dropout", "dropout_mode", "pool_size",
+                                              "towers", "init"],
+    "Augmentation and input (§2, §4.1)": ["crop", "pca_std", "normalize"],
+    "Machinery": ["workers", "shuffle_buffer", "decode", "steps_per_epoch", "eval_batch_size", "device",
+                  "precision", "compile", "checkpoint_every"],
+    "Run": ["logdir", "run_name", "resume", "seed", "fast_dev_run", "extra_logging", "figures"],
+}
+# The names torchvision's references and timm use, beside ours (the first is the primary name)
+FLAGS = {"learn_rate": ("--learn-rate", "--lr"), "batch_size": ("--batch-size", "-b"), "workers": ("--workers", "-j"),
+         "weight_decay": ("--weight-decay", "--wd"), "logdir": ("--output-dir", "--logdir")}
+
+
+def flags_of(name: str) -> tuple[str, ...]:
+    return FLAGS.get(name, ("--" + name.replace("_", "-"),))
 
 
 # Named like their flags (torchvision references' style): `--preset demo`.

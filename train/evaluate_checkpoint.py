@@ -11,7 +11,7 @@ from shared.output_paths import check_output_file, check_output_folder
 from .augment import DeviceAugment, InputStats
 from .checkpoint import check_classes, load_checkpoint
 from .config import TrainConfig
-from .dataset import load_dataset
+from .dataset_folder import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
 from .device import autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
@@ -41,7 +41,8 @@ def check_outputs(checkpoint: Path, shards: Path, out: Path | None, real_labels:
 
 
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int | None,
-                        figures: bool, real_labels: Path | None = None, predictions: Path | None = None) -> dict:
+                        figures: bool, real_labels: Path | None = None, predictions: Path | None = None,
+                        batch_size: int | None = None) -> dict:
     start = time.perf_counter()
     check_outputs(checkpoint, shards, out, real_labels, predictions)
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
@@ -54,8 +55,8 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
     device = resolve_device(device_name)
     prepare_device(device)
     cfg = replace(trained, shards=shards, shard_urls=None, workers=default_workers(device) if workers is None else workers,
-                  figures=figures, fast_dev_run=False, real_labels=real_labels, device=device_name
-                  ).resolved(manifest.patch_size)
+                  figures=figures, fast_dev_run=False, real_labels=real_labels, device=device_name,
+                  eval_batch_size=batch_size or trained.eval_batch_size).resolved(manifest.patch_size)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
     augment = DeviceAugment(InputStats(**state["normalization"]), cfg.pca_std, device)  # what the model saw

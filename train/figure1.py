@@ -36,7 +36,7 @@ from shared.manifest import read_manifest
 from shared.output_paths import check_output_folder
 from shared.stats import read_stats
 
-from .data import SampleRules
+from .loader import SampleRules
 from .figures import load_images
 from .optim import build_optimizer
 
@@ -48,7 +48,7 @@ EVALS_PER_EPOCH = 2
 NONLINEARITIES = {"relu": torch.relu, "tanh": torch.tanh}
 # mean-loss SGD rates; the sweep extends the grid (halving or doubling) while its best is at an edge
 SWEEP_RATES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
-# Chosen by the sweep (README, "Figure 1"; docs/figure1.json): lowest training error after 2 epochs.
+# Chosen by the sweep (docs/figure1.md; docs/figure1.json): lowest training error after 2 epochs.
 QUICK_RATES = {"relu": 0.001, "tanh": 0.01}
 # epoch budgets of the final runs: the paper's curves reach 25% near 6 (ReLU) and 35 (tanh) epochs
 MAX_EPOCHS = {"relu": 20.0, "tanh": 60.0}

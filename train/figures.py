@@ -13,7 +13,7 @@ from PIL import Image
 from shared.manifest import Manifest
 
 from .augment import centre_crop
-from .data import EvalShards, SampleRules
+from .loader import EvalShards, SampleRules
 from .run_folder import FIGURE_NAMES
 
 KERNELS_PNG, TOP5_PNG, NEIGHBOURS_PNG = FIGURE_NAMES

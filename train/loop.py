@@ -27,8 +27,8 @@ from .augment import DeviceAugment, InputStats, centre_crop, ten_views
 from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
                          remove_partial_writes, restore_best, save_epoch_checkpoints, save_last)
 from .config import TrainConfig
-from .data import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
-from .dataset import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
+from .loader import EvalShards, SampleRules, TrainStream, check_shard_count, iterate_train_batches, make_loader
+from .dataset_folder import check_evaluated, check_shards, dataset_input_stats, eval_shortfall, load_dataset
 from .device import (Precision, autocast_for, default_workers, describe, eval_workers, prepare_device,
                      resolve_device, resolve_precision, warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed

@@ -6,7 +6,7 @@ epoch ends) with the model, the optimizer and the schedule as they are, plus `in
 epoch under way, the steps done, and per rank the state of every random draw still to come
 (torch's generator, which dropout draws from; the lighting generator; CUDA's) and the running
 loss sum. `--resume last.pt` then continues at the next step with the same batches (the
-loader replays the skipped batches' reads and draws without decoding: train/data.py), the same
+loader replays the skipped batches' reads and draws without decoding: train/loader.py), the same
 masks and lighting, and the same epoch metrics: on the CPU the final weights equal an
 uninterrupted run's bit for bit (tests/test_mid_epoch.py kills one with SIGKILL).
 """

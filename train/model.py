@@ -5,7 +5,7 @@ convolutions (groups=2) in conv2, conv4 and conv5, and LRN normalises within eac
 conv3 and the fully-connected layers see both halves, as in Figure 2.
 
 Where the paper's text and the code that produced its numbers disagree, the default is
-the code's and the text stays an option (README, "Deviations", has the full table):
+the code's and the text stays an option (docs/paper.md, "Deviations", has the full table):
 - LRN (`lrn`). "as-run": cuda-convnet's cross-map response norm divides its configured
   scale by the size (cuda-convnet2 layer.py, CrossMapResponseNormLayerParser:
   `dic['scale'] /= dic['size']`; the 2012 cuda-convnet's layer.py does the same), and its
@@ -141,8 +141,8 @@ INIT_SCHEMES = {
 
 
 def init_weights(model: AlexNet, scheme: str = "caffe") -> None:
-    """§5's initialisation ("paper"), or bvlc_alexnet's ("caffe", the default: see README,
-    "Initialisation", for what each did on real images)."""
+    """§5's initialisation ("paper"), or bvlc_alexnet's ("caffe", the default: see docs/variants.md
+    for what each did on real images)."""
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init {scheme!r}: expected one of {', '.join(INIT_SCHEMES)}")
     plan = INIT_SCHEMES[scheme]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from shared.patch import IMAGE_SUFFIXES, image_to_patch
+from shared.patch import BAD_IMAGE_ERRORS, IMAGE_SUFFIXES, image_to_patch
 
 from .augment import DeviceAugment, InputStats
 from .checkpoint import load_checkpoint
@@ -29,8 +29,6 @@ from .config import TrainConfig
 from .device import autocast_for, prepare_device, resolve_device, resolve_precision
 from .loop import view_probabilities
 from .model import AlexNet, Architecture
-
-BAD_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)  # as prep's skips
 
 
 @dataclass
