@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shared.limits import DEFAULT_MAX_PIXELS, MAX_PATCH_SIZE, RESAMPLERS
-from shared.manifest import TASKS as NAMED_TASKS
+from .forms import TASKS as FORM_TASKS
 
-TASKS = NAMED_TASKS + ("imagenetv2", "folder")  # the forms --form (alias --task) accepts
+TASKS = FORM_TASKS  # what --form (alias --task) accepts: the forms registry's (prep/forms/__init__.py)
 
 # Holdout sizes of the PyTorch replication (README, "Sources"), capped at 10% of train.
 DEFAULT_HOLDOUT = {

@@ -12,6 +12,7 @@ import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from shared.manifest import ClassInfo, Skip
 
@@ -43,6 +44,7 @@ class Source:
     items: dict[str, list[Item]]  # "train" and optionally "val"
     skipped: list[Skip] = field(default_factory=list)  # inputs that cannot be labelled
     ignored: list[dict] = field(default_factory=list)  # folders/files deliberately left out
+    read_record: Callable | None = None  # array forms: (root, item) -> the record's PIL image
 
     def skip(self, path: Path, split: str, reason: str) -> None:
         self.skipped.append(Skip(relative(path, self.root), split, reason))

@@ -19,8 +19,8 @@ import zlib
 
 from shared.patch import IMAGE_SUFFIXES
 
-from .archives import (MAX_MEMBER_BYTES, MAX_RATIO, UNSAFE, Archive, DamagedMember, bomb_problem, clean_name,
-                       unsafe_name)
+from .archive_base import (MAX_MEMBER_BYTES, MAX_RATIO, UNSAFE, Archive, DamagedMember, bomb_problem, clean_name,
+                           unsafe_name)
 
 KEEP_IN_MEMORY = 256 << 20  # non-image tar.gz members up to this size are kept (CIFAR's largest: 31 MB)
 

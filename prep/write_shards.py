@@ -21,9 +21,7 @@ from shared.patch import BAD_IMAGE_ERRORS, encode_jpeg, image_to_patch, resize_c
 from shared.shards import AtomicShardWriter, Sample
 
 from .archives import resolve
-from .cifar_layout import read_cifar_image
 from .config import PrepConfig
-from .idx_layout import read_idx_image
 from .output_folder import (INFO_DIR, OutputLock, prepare_output, read_record, refuse_foreign, shard_state,
                             write_record)
 from .plan import ShardTask, items_sha256, plan_fingerprint, plan_shards
@@ -33,7 +31,6 @@ from .worker_pool import run_jobs
 
 
 
-ARRAY_READERS = {"idx": read_idx_image, "cifar-pickle": read_cifar_image}  # layout -> record reader
 RESUME = "completed shards are kept and checked: run the same command again to resume"
 
 
@@ -55,14 +52,14 @@ def patch_or_skip(item: Item, data: bytes, cfg: PrepConfig) -> tuple[Sample | No
         return None, unreadable(exc)
 
 
-def process_item(src: Path, layout: str, item: Item, cfg: PrepConfig) -> Sample | None:
+def process_item(src: Path, read_record, item: Item, cfg: PrepConfig) -> Sample | None:
     """The item's sample; None for an image phase 1 already skipped (and recorded)."""
     if item.key in PATCHES:  # decoded in phase 1 from a streamed archive
         stored = read_patch(item.key)
         return None if stored is None else Sample(item.key, stored[0], item.label, json.loads(stored[1]))
     if item.member < 0:
         return image_sample(item, resolve(src, item.source).read_bytes(), cfg)
-    img = ARRAY_READERS[layout](src, item)
+    img = read_record(src, item)  # a record of an array file (the form's reader)
     patch = resize_centre_crop(img.convert("RGB"), cfg.size, cfg.resample)
     meta = {"class": None, "source": item.source, "width": img.size[0], "height": img.size[1]}
     return Sample(item.key, encode_jpeg(patch, cfg.quality), item.label, meta)
@@ -73,7 +70,7 @@ class ShardJob:
     """One shard for a pool worker to write: its items, and what every shard shares."""
     task: ShardTask
     root: object  # --src resolved (a folder or an ArchivePath)
-    layout: str  # the array layouts read their records with their own reader
+    read_record: object  # the form's reader of array-file records (MNIST's idx, CIFAR's pickles), or None
     class_labels: list[str]  # class index -> the name written into each sample's metadata
     out: Path
     cfg: PrepConfig
@@ -85,7 +82,7 @@ def write_one_shard(job: ShardJob) -> tuple[str, int]:
     with AtomicShardWriter(job.out / task.name) as writer:
         for item in task.items:
             try:
-                sample = process_item(job.root, job.layout, item, job.cfg)
+                sample = process_item(job.root, job.read_record, item, job.cfg)
             except BAD_IMAGE_ERRORS as exc:
                 skips.append({"path": item.source, "split": task.split, "reason": unreadable(exc)})
                 continue
@@ -99,7 +96,7 @@ def write_one_shard(job: ShardJob) -> tuple[str, int]:
 
 def run_tasks(todo: list[ShardTask], source: Source, out: Path, cfg: PrepConfig, plan: dict) -> None:
     labels = [c.label for c in source.classes]
-    jobs = [ShardJob(t, source.root, source.layout, labels, out, cfg, plan) for t in todo]
+    jobs = [ShardJob(t, source.root, source.read_record, labels, out, cfg, plan) for t in todo]
     total = sum(len(t.items) for t in todo)
     with tqdm(total=total, unit="img", desc=f"shard {out.name}", smoothing=0.05, file=sys.stderr) as bar:
         run_jobs(write_one_shard, jobs, cfg.workers, lambda done: bar.update(done[1]), f"writing {out}", RESUME)

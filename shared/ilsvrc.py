@@ -4,7 +4,7 @@ LOC_synset_mapping.txt order; what ReaL and ImageNetV2 index). The table ships w
 project (`ilsvrc2012_classes.txt`: Kaggle's mapping, "wnid words" per line).
 
 A form whose table has exactly these wnids in another order is read in this order (with a
-warning naming its file); one with other wnids is not ImageNet (prep/imagenet_classes.py)."""
+warning naming its file); one with other wnids is not ImageNet (prep/forms/imagenet_classes.py)."""
 from __future__ import annotations
 
 import functools

@@ -14,7 +14,7 @@ import pytest
 
 from make_fixtures import write_class_folders
 from prep.archives import open_archive
-from prep.cifar_layout import ALLOWED_GLOBALS, read_cifar_pickle
+from prep.forms.cifar import ALLOWED_GLOBALS, read_cifar_pickle
 from shared.manifest import read_manifest
 
 # globals a crafted pickle might name: each allowed module's other functions, attribute paths

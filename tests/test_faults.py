@@ -266,7 +266,7 @@ def nested_pickle(depth: int) -> bytes:
 @pytest.mark.parametrize("payload", ["dag", "deep"])
 def test_cifar_pickle_structure_is_bounded(tmp_path, payload):
     import time
-    from prep.cifar_layout import read_cifar_pickle
+    from prep.forms.cifar import read_cifar_pickle
 
     path = tmp_path / "batches.meta"
     path.write_bytes(dag_pickle(60) if payload == "dag" else nested_pickle(5000))

@@ -9,7 +9,7 @@ from imagenet_forms import (EMPTY, USED, devkit_ids, make_images, table, write_h
                             write_kaggle, write_official, write_reference_folders)
 from prep.config import PrepConfig
 from prep.detect_layout import read_source
-from prep.ilsvrc import read_devkit
+from prep.forms.devkit import read_devkit
 from prep.write_shards import write_dataset
 from shared.manifest import read_manifest
 from shared.shards import iter_shard

@@ -30,7 +30,7 @@ def command_lines() -> list[list[str]]:
     """Every alexnet-* command in the README's shell blocks, continuation lines joined."""
     lines = []
     for block in FENCE.findall(README.read_text()):
-        for line in block.replace("\\\n", " ").splitlines():
+        for line in re.split(r"\n|&&", block.replace("\\\n", " ")):
             line = line.split("  #")[0].strip()
             words = shlex.split(line.replace("$", ""))
             if words and words[0] in ("alexnet-prep", "alexnet-train"):
@@ -75,3 +75,13 @@ def test_the_marked_blocks_run_as_written(tmp_path):
                                 capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "Traceback" not in result.stderr
+
+
+def test_the_forms_table_is_the_registrys():
+    from prep.forms import FORMS, markdown_table
+
+    text = README.read_text()
+    marker = text.index("<!-- forms table: python -m prep.forms")
+    shown = text[text.index("\n", marker) + 1:].split("\n\n")[0]
+    assert shown == markdown_table()
+    assert len(shown.splitlines()) == 2 + len(FORMS)

@@ -17,7 +17,7 @@ import pytest
 
 from imagenet_forms import (make_images, table, val_name, write_devkit, write_huggingface, write_imagenetv2,
                             write_kaggle, write_official, write_real_json, write_reference_folders, write_tar)
-from make_fixtures import jpeg_bytes, random_image, write_class_folders, write_mnist
+from make_fixtures import random_image, write_class_folders, write_mnist
 from prep.config import PrepConfig
 from prep.detect_layout import read_source
 from prep.write_shards import write_dataset

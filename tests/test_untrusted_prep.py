@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from make_fixtures import jpeg_bytes, random_image, write_cifar10, write_class_folders, write_kaggle
-from prep.cifar_layout import read_cifar_pickle
+from prep.forms.cifar import read_cifar_pickle
 from prep.cli import app
 from prep.config import PrepConfig
 from prep.detect_layout import detect_task, read_source

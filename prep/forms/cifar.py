@@ -18,8 +18,8 @@ from PIL import Image
 
 from shared.manifest import ClassInfo, Skip
 
-from .download import download_if_missing
-from .sources import Item, Source, array_items, ignore_all_but, relative
+from ..download import download_if_missing
+from ..sources import Item, Source, array_items, ignore_all_but, relative
 
 # task -> (folder, meta file, names key, train files, test files, label key)
 CIFAR_TASKS = {
@@ -151,6 +151,22 @@ def read_cifar_dataset(src: Path, task: str) -> Source:
             split_items += array_items(batch[label_key], len(classes), split,
                                           relative(folder / name, src), name, skipped)
         items[split] = split_items
-    source = Source(task, "cifar-pickle", src, classes, items, skipped)
+    source = Source(task, LAYOUT, src, classes, items, skipped)
     ignore_all_but(source, {folder / name for name in cifar_files(task)}, f"not one of {task}'s files")
     return source
+
+
+# ---- the form (prep/forms/__init__.py) --------------------------------------------------------
+LAYOUT = "cifar-pickle"
+HOLDS = "CIFAR-10 / CIFAR-100 as torchvision keeps them: `cifar-10-batches-py/`, `cifar-100-python/` (or the tar.gz); downloaded when missing"
+OWN_IDS = False
+DOWNLOADS = True  # --form cifar10 on a folder without it fetches it (prep/download.py)
+read_record = read_cifar_image
+
+
+def detect(src) -> str | None:
+    return next((task for task in CIFAR_TASKS if find_cifar_dir(src, task)), None)
+
+
+def read(src, task: str) -> Source:
+    return read_cifar_dataset(src, task)

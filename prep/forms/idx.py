@@ -12,7 +12,6 @@ and a gzip member may not inflate past MAX_IDX_BYTES (a bomb)."""
 from __future__ import annotations
 
 import functools
-import gzip
 import struct
 import zlib
 from pathlib import Path
@@ -22,8 +21,8 @@ from PIL import Image
 
 from shared.manifest import ClassInfo
 
-from .download import download_if_missing
-from .sources import Item, Source, array_items, ignore_all_but, relative
+from ..download import download_if_missing
+from ..sources import Item, Source, array_items, ignore_all_but, relative
 
 MNIST_CLASSES = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
                  "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine"]
@@ -172,8 +171,40 @@ def read_idx_dataset(src: Path, task: str) -> Source:
                                       relative(images, src), prefix, skipped)
         used |= {images, labels}
         copies += [(c, images) for c in image_copies] + [(c, labels) for c in label_copies]
-    source = Source(task, "idx", src, classes, items, skipped)
+    source = Source(task, LAYOUT, src, classes, items, skipped)
     for copy, read in copies:
         source.ignore(copy, f"another copy of {read.name}, which is read")
     ignore_all_but(source, used | {c for c, _ in copies}, f"not one of {task}'s idx files")
     return source
+
+
+# ---- the form (prep/forms/__init__.py) --------------------------------------------------------
+LAYOUT = "idx"
+HOLDS = ("MNIST / Fashion-MNIST idx files: torchvision's `MNIST/raw/`, `FashionMNIST/raw/` (or `raw/`, or the "
+         "folder itself) with `train-images-idx3-ubyte[.gz]`, `t10k-...`, or other copies' names "
+         "(`train-images.idx3-ubyte`, any case); downloaded when missing")
+OWN_IDS = False
+DOWNLOADS = True
+read_record = read_idx_image
+
+
+def detect(src) -> str | None:
+    """The two share file names: the folder torchvision names, or a flat folder's own name, says
+    which it is; idx files that say neither are refused."""
+    found = [t for t in IDX_TASKS if find_idx_dir(src, t)]
+    named = [t for t in IDX_TASKS if (src / IDX_TASKS[t][0]).is_dir()] or idx_task_from_name(src.name)
+    if found and len(named) == 1:
+        return named[0]
+    if found:
+        raise ValueError(f"--src {src}: idx files found, but MNIST and Fashion-MNIST share file names; "
+                         f"pass --form mnist or --form fashion-mnist")
+    return None
+
+
+def idx_task_from_name(name: str) -> list[str]:
+    name = name.lower().replace("_", "-")
+    return ["fashion-mnist"] if "fashion" in name else ["mnist"] if "mnist" in name else []
+
+
+def read(src, task: str) -> Source:
+    return read_idx_dataset(src, task)
