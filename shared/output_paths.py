@@ -58,6 +58,30 @@ def _never_an_input(path: Path, flag: str, inputs: Iterable, input_folders: Iter
     for folder in (f for f in input_folders if f is not None):
         if _inside(real, _real(folder)):
             raise ValueError(f"{flag} {path}: inside {folder}, which this command reads; write outside it")
+        linked = _hard_link_into(path, folder)
+        if linked is not None:
+            raise ValueError(f"{flag} {path}: is {linked} (a hard link), inside {folder}, which this command "
+                             f"reads; name a new file")
+
+
+def _hard_link_into(path: Path, folder) -> Path | None:
+    """The file of `folder` (at any depth) that `path` is a hard link of, if it is one: only
+    a file with more than one link is looked for, so the usual case costs one stat."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_nlink < 2 or not stat.S_ISREG(st.st_mode):
+        return None
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                other = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return Path(root, name)
+    return None
 
 
 def check_output_file(path, flag: str, *, inputs: Iterable = (), input_folders: Iterable = (),

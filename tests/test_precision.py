@@ -86,3 +86,18 @@ def test_workers_default_per_device_is_resolved_into_the_config(tiny_shards, tmp
     given = {k: v for k, v in SMALL.items() if k != "workers"}
     train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=tmp_path, run_name="w", **given))
     assert json.loads((tmp_path / "w" / "config.json").read_text())["config"]["workers"] == 1
+
+
+def test_cpu_evaluations_decode_in_line_on_a_small_cpu(monkeypatch):
+    """A loader worker forked from the training process costs every evaluation seconds of
+    copy-on-write faults on the 2-core machine (docs/performance.md): none there, as asked
+    elsewhere; CUDA evaluations keep their workers."""
+    import os
+
+    from train.device import SMALL_CPU, eval_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert eval_workers(1, cpu) == 0 and eval_workers(4, cuda) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: SMALL_CPU + 12)
+    assert eval_workers(3, cpu) == 3

@@ -53,25 +53,30 @@ def victims(trained: Path, shards: Path, base: Path) -> dict[str, Path]:
     real.write_text("[]")
     (base / "link.pt").unlink(missing_ok=True)
     (base / "link.pt").symlink_to(trained)
-    if not (base / "hard.pt").exists():
-        os.link(trained, base / "hard.pt")
+    for name, target in (("hard.pt", trained), ("manifest-link.json", shards / "manifest.json"),
+                         ("real-link.json", real)):
+        if not (base / name).exists():
+            os.link(target, base / name)
     if not (base / "fifo").exists():
         os.mkfifo(base / "fifo")
     return {"checkpoint": trained, "last.pt beside it": trained.parent / "last.pt", "a symlink to it":
             base / "link.pt", "a hard link to it": base / "hard.pt", "the ReaL file": real,
             "the manifest": shards / "manifest.json", "a shard": shards / "train-000000.tar", "a new name in the "
             "dataset folder": shards / "predictions.jsonl", "a device": Path("/dev/null"), "a FIFO": base / "fifo",
-            "a folder": base}
+            "a folder": base, "a hard link to the manifest, outside the dataset": base / "manifest-link.json",
+            "a hard link to the ReaL file": base / "real-link.json"}
 
 
 @pytest.mark.parametrize("victim", ["checkpoint", "last.pt beside it", "a symlink to it", "a hard link to it",
                                     "the ReaL file", "the manifest", "a shard", "a new name in the dataset folder",
-                                    "a device", "a FIFO", "a folder"])
+                                    "a device", "a FIFO", "a folder",
+                                    "a hard link to the manifest, outside the dataset",
+                                    "a hard link to the ReaL file"])
 def test_predictions_never_replace_an_input_or_a_non_file(trained, tiny_shards, tmp_path, victim):
     target = victims(trained, tiny_shards, tmp_path / "v")[victim]
     existed = target.exists()
     before = fingerprint(target) if existed and not stat.S_ISFIFO(os.stat(target).st_mode) else None
-    extra = ["--real-labels", target] if victim == "the ReaL file" else []
+    extra = ["--real-labels", tmp_path / "v" / "real.json"] if "ReaL" in victim else []
     result = train_cli("evaluate", "--checkpoint", trained, "--shards", tiny_shards, "--no-figures", "--device",
                        "cpu", *extra, "--predictions", target)
     one_line_error(result, 2, "--predictions")
