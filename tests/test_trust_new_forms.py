@@ -503,3 +503,24 @@ def test_a_checkpoint_of_another_patch_size_is_warned_of_and_recorded(trained, t
     assert "WARNING" in result.output and "256" in result.output and "288" in result.output
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert (results["patch_size"], results["trained_patch_size"]) == (288, 256)
+
+
+def test_signals_during_training_wait_for_a_safe_point_and_a_second_one_does_not():
+    """Raised anywhere, the interrupt landed in a destructor (swallowed: the run went on) or in
+    torch.save (a broken zip writer, an internal error); deferred, it stops the next step."""
+    import signal
+
+    from shared.exit_status import Terminated, interrupts_at_safe_points, raise_if_interrupted
+
+    with interrupts_at_safe_points():
+        os.kill(os.getpid(), signal.SIGTERM)  # lands here, during "a checkpoint save": nothing raised
+        with pytest.raises(Terminated):
+            raise_if_interrupted()
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)  # asked twice: at once
+    raise_if_interrupted()  # outside a run nothing is pending
+    with interrupts_at_safe_points():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt) as caught:
+            raise_if_interrupted()
+        assert not isinstance(caught.value, Terminated)

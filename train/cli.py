@@ -15,7 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, package_version, sigterm_as_interrupt
+from shared.exit_status import (DONE_WITH_SKIPS, error_boundary, fail, interrupts_at_safe_points, package_version,
+                                sigterm_as_interrupt)
 from shared.manifest import read_manifest
 from .config import PANELS, PRESETS, RANGES, TrainConfig, flags_of
 from .run_folder import git_hash
@@ -76,7 +77,7 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, version: boo
     if cfg.shards is None and cfg.task is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    with error_boundary():
+    with error_boundary(), interrupts_at_safe_points():
         read_manifest(cfg.resolved().shards)  # a folder that is no dataset is refused before torch loads (7 s)
         from .loop import train  # heavy imports only when training
 
@@ -125,8 +126,9 @@ def evaluate(
         from .evaluate_checkpoint import evaluate_checkpoint
         from .run_folder import format_table
 
-        results = evaluate_checkpoint(checkpoint, shards, out, device, workers, figures, real_labels, predictions,
-                                      batch_size)
+        with interrupts_at_safe_points():
+            results = evaluate_checkpoint(checkpoint, shards, out, device, workers, figures, real_labels,
+                                          predictions, batch_size)
         typer.echo(format_table([Path(results["run"])]))
 
 

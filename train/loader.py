@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -309,4 +310,8 @@ def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, 
 
 
 def _loader_worker_init(parent: int, worker_id: int) -> None:
-    die_with_parent(parent)  # a killed run leaves no loader worker behind
+    # The main process defers Ctrl-C and SIGTERM to its next step: a worker must not (torch stops
+    # one with SIGTERM), and it dies with the main process however that dies.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    die_with_parent(parent)

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from shared.exit_status import RunStopped, describe_os_error, interruption
+from shared.exit_status import RunStopped, describe_os_error, interruption, raise_if_interrupted
 from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
 from shared.output_paths import check_output_folder
@@ -90,6 +90,7 @@ def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views:
     loss_sum = 0.0
     records = []
     for images, labels, *keys in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
+        raise_if_interrupted()
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         probs = view_probabilities(model, images, augment, crop, views, amp)
         c1, c5 = count_topk_correct(probs, labels)
@@ -119,6 +120,7 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
     bar = tqdm(itertools.islice(batches, steps - done.step), total=steps, initial=done.step, desc=f"epoch {epoch}",
                leave=False, disable=not d.is_main, file=sys.stderr)
     for step, (images, labels, flips) in enumerate(bar, start=done.step):
+        raise_if_interrupted()
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         alphas = augment.draw_alphas(len(images), generator)
         x = augment(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
