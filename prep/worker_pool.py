@@ -17,10 +17,9 @@ import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from typing import Callable, Iterable
 
-from shared.exit_status import RunStopped, die_with_parent
+from shared.exit_status import RunStopped, die_with_parent, interrupts_handled_by
 
 
 class PrepInterrupted(RunStopped):
@@ -39,15 +38,9 @@ def _raise_stop(signum, frame):
     raise _Stop(signum)
 
 
-@contextmanager
 def stop_on_signals():
     """SIGINT and SIGTERM become `_Stop` in the main process while the block runs."""
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return interrupts_handled_by(_raise_stop)
 
 
 def worker_init(parent: int) -> None:

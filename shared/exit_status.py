@@ -66,18 +66,27 @@ def _defer(signum, frame):
 
 
 @contextmanager
+def interrupts_handled_by(handler):
+    """`handler` for Ctrl-C and SIGTERM while the block runs; the previous handlers after."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+@contextmanager
 def interrupts_at_safe_points():
     """While a training run goes: Ctrl-C and SIGTERM stop it at the next step or evaluation
     batch (`raise_if_interrupted`), never inside a checkpoint being written or a loader being
     torn down -- raised there, the exception was swallowed by a destructor and the run went on,
     or left torch's zip writer broken ("unexpected pos", an internal error); both seen in the
     SIGTERM test's timings. A second signal stops it at once."""
-    previous = {s: signal.signal(s, _defer) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with interrupts_handled_by(_defer):
+            yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         _PENDING.clear()
 
 
