@@ -13,7 +13,8 @@ train/device.py is process-wide), run `--repeats` times round-robin, the median 
   (f) end-to-end    (b) fed by the loader from the shards, per (--workers, torch threads) choice
 (a)-(d) train on one synthetic uint8 batch already in memory (model + step only).
 
-CUDA plan (`--device cuda`, in one process): (a) model-only at --batch-size and 512, (b)
+CUDA plan (`--device cuda`, in one process): (a) model-only at --batch-size and 512, its
+profile (--profile) and two variants (--variants: LRN off; torchvision's alexnet), (b)
 end-to-end with --decode worker and device, (c) 10-view crops/s.
 
     python bench/train_throughput.py --shards /work/data/mnist --device cpu
@@ -206,8 +207,23 @@ def prepare_units() -> str:
     return ", ".join(cpu_bf16_units()) or "none"
 
 
+def profile_steps(net, opt, classes: int, norm, device, amp, batch: int, steps: int = 10) -> None:
+    """torch.profiler over `steps` compiled steps: where (a)'s time goes, by CUDA time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batches = itertools.repeat(synthetic(batch, classes, device))
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        train_one_epoch(net, opt, batches, steps=steps, augment=norm, generator=torch.Generator().manual_seed(0),
+                        device=device, amp=amp, d=Dist(), epoch=0)
+        torch.cuda.synchronize()
+    print(f"\ntop operators over {steps} steps, batch {batch}, by CUDA time:")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60), flush=True)
+
+
 def cuda_plan(args) -> None:
-    device = torch.device("cuda")
+    """Each row printed as soon as it is measured: a lent GPU's minutes are few, and a run cut off
+    by its time limit still reports what it reached."""
+    device = torch.device(args.device)  # "cpu" only in a dry run of this plan's logic
     manifest, stats = load_dataset(args.shards)
     amp = autocast_for(device, resolve_precision(device, "auto"))
     norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
@@ -215,24 +231,42 @@ def cuda_plan(args) -> None:
     opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
     net = torch.compile(model)
     torch.backends.cudnn.benchmark = True
-    a = {b: timed_steps(net, opt, itertools.repeat(synthetic(b, manifest.num_classes, device)), args.steps,
-                        args.warmup, norm, device, amp)[0] for b in (args.batch_size, 512)}
-    e2e = {}
+    print(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 autocast, channels_last, "
+          f"torch.compile, loader workers {args.workers}, {args.steps} timed steps")
+    print("| measurement | rate |\n|---|---|", flush=True)
+    a = {}
+    for b in (args.batch_size, 512):
+        start = time.perf_counter()
+        a[b], first = timed_steps(net, opt, itertools.repeat(synthetic(b, manifest.num_classes, device)),
+                                  args.steps, args.warmup, norm, device, amp)
+        print(f"| (a) model-only training, batch {b} | {a[b]:,.0f} images/s (first step {first:.0f} s, "
+              f"all {time.perf_counter() - start:.0f} s) |", flush=True)
+    if args.profile:
+        profile_steps(net, opt, manifest.num_classes, norm, device, amp, args.batch_size)
+    for name, kind, lrn in (("LRN off", "paper", "none"), ("torchvision's alexnet (one tower, no LRN)",
+                                                           "torchvision", "none")):
+        if not args.variants:
+            break
+        other = build(kind, lrn, manifest.num_classes, device).to(memory_format=torch.channels_last)
+        rate = timed_steps(torch.compile(other), build_optimizer(other, "sgd", 0.01, 0.9, 0.0005),
+                           itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device)), args.steps,
+                           args.warmup, norm, device, amp)[0]
+        print(f"| (a) model-only, {name}, batch {args.batch_size} | {rate:,.0f} images/s |", flush=True)
+        del other
     for decode in ("worker", "device"):
         batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, decode), args.workers,
                                         True, device)
-        e2e[decode] = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)[0]
-        batches.close()
-    c = eval_rate(model, args.shards, manifest, norm, device, amp, args.eval_batch_size, args.eval_batches)
-    print(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 autocast, channels_last, "
-          f"torch.compile, loader workers {args.workers}, {args.steps} timed steps")
-    print("| measurement | rate |\n|---|---|")
-    for b, rate in a.items():
-        print(f"| (a) model-only training, batch {b} | {rate:,.0f} images/s |")
-    for decode, rate in e2e.items():
+        try:
+            rate = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)[0]
+        except Exception as exc:  # one path failing must not cost the other rows their measurement
+            print(f"| (b) end-to-end training from shards, --decode {decode} | failed: {exc!r:.300} |", flush=True)
+            continue
+        finally:
+            batches.close()
         print(f"| (b) end-to-end training from shards, --decode {decode} | {rate:,.0f} images/s |")
-        print(f"| (b)/(a), --decode {decode} | {rate / a[args.batch_size]:.2f} |")
-    print(f"| (c) 10-view evaluation | {c:,.0f} crops/s |")
+        print(f"| (b)/(a), --decode {decode} | {rate / a[args.batch_size]:.2f} |", flush=True)
+    c = eval_rate(model, args.shards, manifest, norm, device, amp, args.eval_batch_size, args.eval_batches)
+    print(f"| (c) 10-view evaluation, eager, batch {args.eval_batch_size} | {c:,.0f} crops/s |", flush=True)
 
 
 def main() -> None:
@@ -247,6 +281,10 @@ def main() -> None:
     ap.add_argument("--eval-batch-size", type=int, default=None, help="images per batch [512 on cuda, 256 on cpu]")
     ap.add_argument("--repeats", type=int, default=2, help="cpu: runs of each configuration")
     ap.add_argument("--configs", help=f"cpu: a comma-separated subset of {','.join(ALL_CPU)} [all]")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                    help="cuda: torch.profiler's top operators of (a) [on]")
+    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
+                    help="cuda: (a) also with LRN off and for torchvision's alexnet, ~40 s of compile each [on]")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cuda = args.device == "cuda"

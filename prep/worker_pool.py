@@ -91,8 +91,17 @@ def _abandon(pool: ProcessPoolExecutor) -> None:
     """Stop at once: no queued job is started, the pool's own workers are killed (never other
     children of this process, a library's or a test's)."""
     workers = list((pool._processes or {}).values())  # noqa: SLF001 (no public way to reach them)
+    results = pool._result_queue  # noqa: SLF001 (shutdown() drops it; needed below)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
         process.kill()
     for process in workers:
         process.join(timeout=5)
+    # A worker killed while writing its result leaves half a message in the result pipe, and the
+    # pool's manager thread waits in recv() for the rest for ever; interpreter exit joins that
+    # thread, so the command never ended (reproduced with 200 MB results: every exit hung; the
+    # test suite's exit watchdog caught the same wait after the tests). With the workers
+    # dead, this process holds the pipe's last write end (multiprocessing's pipes are not
+    # inherited across exec): closing it turns the wait into EOF, and the thread ends.
+    if results is not None:
+        results._writer.close()  # noqa: SLF001

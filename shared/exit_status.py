@@ -96,6 +96,21 @@ def raise_if_interrupted() -> None:
         raise _interrupt_for(_PENDING[0])
 
 
+def worker_death(exc: BaseException) -> str | None:
+    """What to say when torch reports a loader process that died without a Python error
+    (torch's text: "DataLoader worker (pid N) is killed by signal: Killed." / "... exited
+    unexpectedly"): the kernel's out-of-memory killer, a signal sent to the run's cgroup or to
+    the worker, a crash in a decoder. None for any other error. A signal that reached the main
+    process too wins: the worker only died first."""
+    if not (isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader worker (pid")):
+        return None
+    if _PENDING:
+        return f"interrupted ({interruption(_interrupt_for(_PENDING[0]))})"
+    told = str(exc).split(". ")[0].rstrip(". ")
+    return (f"a loader process died: {told} (the out-of-memory killer, if 'Killed': fewer --workers or a "
+            f"smaller --batch-size)")
+
+
 def die_with_parent(parent: int) -> None:
     """In a worker process: be killed when the main process dies, however it dies (Linux's
     PR_SET_PDEATHSIG), so that a killed run leaves no worker behind."""
@@ -172,6 +187,8 @@ def error_boundary(resume: str = RESUME):
     except Exception as exc:  # a bug: still one line, and the way to see more
         if os.environ.get(DEBUG_ENV):
             raise
+        if (died := worker_death(exc)) is not None:  # not a bug: a loader process was killed
+            fail(f"{died}; {resume}", CRASHED)
         typer.secho(f"error: internal error {type(exc).__name__}: {worker_cause(exc)}"[:2000], fg="red", err=True)
         typer.secho(f"(set {DEBUG_ENV}=1 to see the traceback)", err=True)
         sys.stderr.flush()

@@ -111,6 +111,31 @@ def test_device_decode_path_gives_the_same_crops(tiny_shards):
         assert torch.equal(la, lb) and torch.equal(fa, fb)
 
 
+def test_device_decode_on_cuda_drains_the_stream_before_nvjpeg_writes(monkeypatch):
+    """nvJPEG's hardware decoder writes before the stream's queued work has run, into blocks
+    recycled from it (pytorch/vision#9606): without the drain, training on an H200 went NaN in its
+    second step. The CPU check of that logic: the stream is synchronized before the decode."""
+    import torchvision.io
+
+    calls = []
+
+    class Stream:
+        def synchronize(self):
+            calls.append("synchronize")
+
+    def decode_jpeg(data, mode, device):
+        calls.append(f"decode on {device}")
+        return [torch.zeros(3, 256, 256, dtype=torch.uint8) for _ in data]
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_jpeg)
+    raw = {"jpg": [good_jpeg()] * 2, "top": [0, 1], "left": [2, 3], "where": ["a", "b"], "patch": 256}
+    crops = decode_crops_on_device(raw, 224, torch.device("cuda"))
+    assert calls == ["synchronize", "decode on cuda"] and crops.shape == (2, 3, 224, 224)
+    calls.clear()
+    decode_crops_on_device(raw, 224, torch.device("cpu"))
+    assert calls == ["decode on cpu"]  # nothing to drain on the CPU
+
+
 def one_sample_shard(tmp_path, jpg: bytes, cls: bytes):
     path = tmp_path / "train-000000.tar"
     with AtomicShardWriter(path) as w:

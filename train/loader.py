@@ -256,6 +256,13 @@ def decode_crops_on_device(raw: dict, crop: int, device: torch.device) -> torch.
     from torchvision.io import ImageReadMode, decode_jpeg  # deprecated for torchcodec; only this path
 
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw["jpg"]]
+    if device.type == "cuda":
+        # nvJPEG's hardware engine writes its outputs before the work already queued on the
+        # stream has run, into blocks the caching allocator recycled from that work: other
+        # tensors are overwritten (pytorch/vision#9606, meta-pytorch/torchcodec#1634). Seen
+        # here as a NaN loss in the second step on an H200 (torch 2.11, docs/performance.md);
+        # draining the stream first is the fix both threads measured.
+        torch.cuda.current_stream(device).synchronize()
     try:
         images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
@@ -311,7 +318,12 @@ def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, 
 
 def _loader_worker_init(parent: int, worker_id: int) -> None:
     # The main process defers Ctrl-C and SIGTERM to its next step: a worker must not (torch stops
-    # one with SIGTERM), and it dies with the main process however that dies.
+    # one with SIGTERM), and it dies with the main process however that dies. Its own process
+    # group: a signal to the run's group (Ctrl-C in a terminal, `timeout`, `kill -- -PGID`) then
+    # reaches the main process alone, which stops at a safe point and shuts its workers down;
+    # in the group, a worker died first and the run ended as an internal error ("DataLoader
+    # worker is killed by signal", seen under `timeout` in bench/gpu_session.sh's dry run).
+    os.setpgrp()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     die_with_parent(parent)

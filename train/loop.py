@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from shared.exit_status import RunStopped, describe_os_error, interruption, raise_if_interrupted
+from shared.exit_status import RunStopped, describe_os_error, interruption, raise_if_interrupted, worker_death
 from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
 from shared.output_paths import check_output_folder
@@ -192,6 +192,10 @@ def train(cfg: TrainConfig) -> dict:
             raise RunStopped(f"{describe_os_error(exc)}; fix that, then {resume_advice(run)}") from None
         except KeyboardInterrupt as exc:  # the same command would now be refused (the folder holds a run)
             raise RunStopped(f"interrupted ({interruption(exc)}); {resume_advice(run)}") from None
+        except RuntimeError as exc:
+            if (died := worker_death(exc)) is None:
+                raise
+            raise RunStopped(f"{died}; {resume_advice(run)}") from None
     finally:
         close_distributed(d)
 
