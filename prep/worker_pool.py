@@ -2,7 +2,8 @@
 
 - A worker killed mid-job (OOM, kill -9) breaks a ProcessPoolExecutor, and the run fails at
   once with a message: multiprocessing.Pool waits forever for the result that never comes
-  (prep hung at 70%; `stats` made no progress for 89 s).
+  (prep hung at 70%; `stats` made no progress for 89 s). Killed while sending its result, it
+  hangs the executor too: the main process also looks for dead workers itself.
 - On Linux each worker dies with the main process (PR_SET_PDEATHSIG), so a killed run leaves
   no orphans writing into the folder.
 - Ctrl-C or SIGTERM: workers ignore SIGINT (a terminal sends it to the whole group); the main
@@ -20,6 +21,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable
 
 from shared.exit_status import RunStopped, die_with_parent, interrupts_handled_by
+
+
+POLL_S = 1.0  # how often the main process looks for a dead worker the pool has not noticed
 
 
 class PrepInterrupted(RunStopped):
@@ -74,7 +78,9 @@ def _run_in_pool(fn, jobs, workers, on_result, what, resume) -> None:
         jobs = iter(jobs)
         pending = {pool.submit(fn, job) for job in itertools.islice(jobs, 2 * workers)}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            if not done and _a_worker_died(pool):
+                raise BrokenProcessPool("a worker died while sending its result")
             pending |= {pool.submit(fn, job) for job in itertools.islice(jobs, len(done))}
             for future in done:
                 on_result(future.result())
@@ -85,6 +91,14 @@ def _run_in_pool(fn, jobs, workers, on_result, what, resume) -> None:
         _abandon(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
+    """A worker killed while writing its result leaves half a message in the result pipe: the
+    pool's manager thread then waits in recv() for the rest, never sees the death, and no future
+    ever completes (reproduced with 200 MB results and kill -9; `stats` hung so on CI). Workers
+    live as long as the pool here, so any exit is a death."""
+    return any(process.exitcode is not None for process in (pool._processes or {}).values())  # noqa: SLF001
 
 
 def _abandon(pool: ProcessPoolExecutor) -> None:

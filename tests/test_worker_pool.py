@@ -52,3 +52,33 @@ def test_the_process_exits_within_seconds_after_a_stopped_pool():
         subprocess.run([sys.executable, "-c", script, str(ROOT)], timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail("the process did not exit after _abandon: the pool's manager thread still waits")
+
+
+def test_a_worker_killed_while_sending_its_result_stops_the_run():
+    """kill -9 (or the OOM killer) while a worker writes its result: the pool's manager thread
+    waited in recv() for the rest of the message and never marked the pool broken; no future
+    completed and `stats` hung (seen on CI)."""
+    script = textwrap.dedent("""
+        import os, signal, sys, threading, time
+        sys.path.insert(0, sys.argv[1])
+        from prep.worker_pool import run_jobs
+
+        def big(i):
+            return bytes(100_000_000)
+
+        def kill_a_worker():
+            time.sleep(0.3)  # both workers are writing their results
+            me = os.getpid()
+            os.kill(int(open(f"/proc/{me}/task/{me}/children").read().split()[0]), signal.SIGKILL)
+
+        threading.Thread(target=kill_a_worker, daemon=True).start()
+        try:
+            run_jobs(big, range(8), 2, lambda result: None, "testing", "again")
+        except Exception as exc:
+            print(exc, flush=True)
+    """)
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("run_jobs never noticed the dead worker")
+    assert "a worker process died" in done.stdout, done.stdout + done.stderr[-2000:]
