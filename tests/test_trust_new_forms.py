@@ -480,6 +480,16 @@ def children_of(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
+def process_groups(pids: list[str]) -> set[str]:
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+        except FileNotFoundError:  # ended meanwhile
+            continue
+    return groups
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,to", [("SIGTERM", "process"), ("SIGTERM", "group"), ("SIGINT", "group")])
 def test_a_signal_stops_training_with_one_line_and_no_worker_left(tiny_shards, tmp_path, signum, to):
@@ -494,6 +504,7 @@ def test_a_signal_stops_training_with_one_line_and_no_worker_left(tiny_shards, t
     while time.time() < deadline and not (tmp_path / "r" / "last.pt").exists():
         time.sleep(0.5)
     children = children_of(proc.pid)
+    assert str(proc.pid) not in process_groups(children)  # a signal to the run's group misses its workers
     sig = getattr(signal, signum)
     os.killpg(proc.pid, sig) if to == "group" else proc.send_signal(sig)
     output = proc.communicate(timeout=60)[0]
