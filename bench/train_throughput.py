@@ -241,18 +241,6 @@ def cuda_plan(args) -> None:
                                   args.steps, args.warmup, norm, device, amp)
         print(f"| (a) model-only training, batch {b} | {a[b]:,.0f} images/s (first step {first:.0f} s, "
               f"all {time.perf_counter() - start:.0f} s) |", flush=True)
-    if args.profile:
-        profile_steps(net, opt, manifest.num_classes, norm, device, amp, args.batch_size)
-    for name, kind, lrn in (("LRN off", "paper", "none"), ("torchvision's alexnet (one tower, no LRN)",
-                                                           "torchvision", "none")):
-        if not args.variants:
-            break
-        other = build(kind, lrn, manifest.num_classes, device).to(memory_format=torch.channels_last)
-        rate = timed_steps(torch.compile(other), build_optimizer(other, "sgd", 0.01, 0.9, 0.0005),
-                           itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device)), args.steps,
-                           args.warmup, norm, device, amp)[0]
-        print(f"| (a) model-only, {name}, batch {args.batch_size} | {rate:,.0f} images/s |", flush=True)
-        del other
     for decode in ("worker", "device"):
         batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, decode), args.workers,
                                         True, device)
@@ -267,6 +255,19 @@ def cuda_plan(args) -> None:
         print(f"| (b)/(a), --decode {decode} | {rate / a[args.batch_size]:.2f} |", flush=True)
     c = eval_rate(model, args.shards, manifest, norm, device, amp, args.eval_batch_size, args.eval_batches)
     print(f"| (c) 10-view evaluation, eager, batch {args.eval_batch_size} | {c:,.0f} crops/s |", flush=True)
+    # last: where (a)'s time goes, and what the LRN and the towers cost (a compile each)
+    if args.profile:
+        profile_steps(net, opt, manifest.num_classes, norm, device, amp, args.batch_size)
+    for name, kind, lrn in (("LRN off", "paper", "none"), ("torchvision's alexnet (one tower, no LRN)",
+                                                           "torchvision", "none")):
+        if not args.variants:
+            break
+        other = build(kind, lrn, manifest.num_classes, device).to(memory_format=torch.channels_last)
+        rate = timed_steps(torch.compile(other), build_optimizer(other, "sgd", 0.01, 0.9, 0.0005),
+                           itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device)), args.steps,
+                           args.warmup, norm, device, amp)[0]
+        print(f"| (a) model-only, {name}, batch {args.batch_size} | {rate:,.0f} images/s |", flush=True)
+        del other
 
 
 def main() -> None:
