@@ -57,7 +57,7 @@ def test_the_process_exits_within_seconds_after_a_stopped_pool():
 def test_a_worker_killed_while_sending_its_result_stops_the_run():
     """kill -9 (or the OOM killer) while a worker writes its result: the pool's manager thread
     waited in recv() for the rest of the message and never marked the pool broken; no future
-    completed and `stats` hung (seen on CI)."""
+    completed and `stats` hung (seen in a fresh clone's test run)."""
     script = textwrap.dedent("""
         import os, signal, sys, threading, time
         sys.path.insert(0, sys.argv[1])
