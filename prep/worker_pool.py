@@ -97,8 +97,7 @@ def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
     """A worker killed while writing its result leaves half a message in the result pipe: the
     pool's manager thread then waits in recv() for the rest, never sees the death, and no future
     ever completes (reproduced with 200 MB results and kill -9; `stats` hung so in a fresh clone's
-    test run). Workers
-    live as long as the pool here, so any exit is a death."""
+    test run). Workers live as long as the pool here, so any exit is a death."""
     return any(process.exitcode is not None for process in (pool._processes or {}).values())  # noqa: SLF001
 
 
