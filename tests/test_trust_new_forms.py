@@ -24,6 +24,7 @@ from prep.write_shards import write_dataset
 from shared.manifest import read_manifest
 from shared.shards import iter_shard
 from test_faults import one_line_error, prep, train_cli, trained  # noqa: F401 (a fixture)
+from test_prep_determinism import children
 
 SMALL = ["--batch-size", "8", "--workers", "1", "--eval-batch-size", "16", "--no-figures", "--shuffle-buffer", "16",
          "--device", "cpu"]
@@ -476,11 +477,7 @@ def start_training(tiny_shards: Path, tmp_path: Path, *extra: str):
                             text=True, start_new_session=True)
 
 
-def children_of(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-
-
-def process_groups(pids: list[str]) -> set[str]:
+def process_groups(pids: list[int]) -> set[str]:
     groups = set()
     for pid in pids:
         try:
@@ -503,8 +500,8 @@ def test_a_signal_stops_training_with_one_line_and_no_worker_left(tiny_shards, t
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "r" / "last.pt").exists():
         time.sleep(0.5)
-    children = children_of(proc.pid)
-    assert str(proc.pid) not in process_groups(children)  # a signal to the run's group misses its workers
+    workers = children(proc.pid)
+    assert str(proc.pid) not in process_groups(workers)  # a signal to the run's group misses its workers
     sig = getattr(signal, signum)
     os.killpg(proc.pid, sig) if to == "group" else proc.send_signal(sig)
     output = proc.communicate(timeout=60)[0]
@@ -513,7 +510,7 @@ def test_a_signal_stops_training_with_one_line_and_no_worker_left(tiny_shards, t
     assert f"interrupted ({said})" in output and "--resume" in output, output[-2000:]
     assert "Traceback" not in output and "internal error" not in output, output[-2000:]
     time.sleep(1)
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
 
 @pytest.mark.slow
@@ -524,10 +521,10 @@ def test_a_killed_loader_worker_is_one_line_not_an_internal_error(tiny_shards, t
 
     proc = start_training(tiny_shards, tmp_path, "--epochs", "1", "--steps-per-epoch", "1000")
     deadline = time.time() + 120
-    while time.time() < deadline and not children_of(proc.pid):
+    while time.time() < deadline and not children(proc.pid):
         time.sleep(0.2)
     time.sleep(3)  # the worker is serving batches
-    os.kill(int(children_of(proc.pid)[0]), signal.SIGKILL)
+    os.kill(children(proc.pid)[0], signal.SIGKILL)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 1, output[-2000:]
     assert "a loader process died" in output and "Killed" in output and "out-of-memory" in output, output[-2000:]
