@@ -258,11 +258,9 @@ def cuda_plan(args) -> None:
     # last: where (a)'s time goes, and what the LRN and the towers cost (a compile each)
     if args.profile:
         profile_steps(net, opt, manifest.num_classes, norm, device, amp, args.batch_size)
-    for name, kind, lrn in (("LRN off", "paper", "none"), ("torchvision's alexnet (one tower, no LRN)",
-                                                           "torchvision", "none")):
-        if not args.variants:
-            break
-        other = build(kind, lrn, manifest.num_classes, device).to(memory_format=torch.channels_last)
+    variants = (("LRN off", "paper"), ("torchvision's alexnet (one tower, no LRN)", "torchvision"))
+    for name, kind in variants if args.variants else ():
+        other = build(kind, "none", manifest.num_classes, device).to(memory_format=torch.channels_last)
         rate = timed_steps(torch.compile(other), build_optimizer(other, "sgd", 0.01, 0.9, 0.0005),
                            itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device)), args.steps,
                            args.warmup, norm, device, amp)[0]
