@@ -35,7 +35,7 @@ def run(shards: Path, logdir: Path, precision: str, seed: int, args) -> dict:
     results = json.loads((logdir / name / "results.json").read_text())
     return {"name": name, "holdout": [r["holdout"]["error@1"] for r in rows],
             "img_s": [r["train"]["images_per_s"] for r in rows], "val": results["error@1"],
-            "val_centre": results["centre_error@1"], "wall_s": results["wall_s"]}
+            "val_centre": results["centre_error@1"], "wall_s": results["train_wall_s"]}
 
 
 def spread(values: list[float]) -> str:

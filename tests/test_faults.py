@@ -26,9 +26,8 @@ from prep.write_shards import write_dataset
 from shared.manifest import read_manifest
 from shared.shards import AtomicShardWriter, Sample, file_sha256, iter_shard
 from train.cli import app as train_app
+from small_run import SMALL_FLAGS
 
-SMALL = ["--batch-size", "8", "--workers", "1", "--eval-batch-size", "16", "--no-figures", "--shuffle-buffer", "16",
-         "--device", "cpu"]
 
 
 def prep(*args) -> "Result":
@@ -218,7 +217,8 @@ BAD_TRAIN_NUMBERS = [("--learn-rate", "inf"), ("--learn-rate", "1e30"), ("--lear
 
 @pytest.mark.parametrize("flag,value", BAD_TRAIN_NUMBERS)
 def test_train_numbers_out_of_range_refused_before_the_run(tiny_shards, tmp_path, flag, value):
-    result = train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL, flag, value)
+    result = train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL_FLAGS, flag,
+                       value)
     one_line_error(result, 2, flag)
     assert not (tmp_path / "runs").exists()
 
@@ -402,7 +402,7 @@ def test_malformed_manifest_is_one_line(tiny_shards, tmp_path, fault):
         d = [d]
         words = "holds a list"
     (root / "manifest.json").write_text(json.dumps(d))
-    for result in (train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL),
+    for result in (train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL_FLAGS),
                    prep("stats", "--shards", root), prep("verify", "--shards", root)):
         one_line_error(result, 2, "manifest.json", words)  # one fault, one exit status in every command (issue 29)
 
@@ -426,7 +426,7 @@ def _npy_header(dtype: str, shape: tuple) -> bytes:
 def test_malformed_mean_image_is_refused_without_allocating(tiny_shards, tmp_path, fault):
     root = copy_dataset(tiny_shards, tmp_path / "d")
     MEAN_IMAGES[fault](root / "mean_image.npy")
-    result = train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL)
+    result = train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL_FLAGS)
     one_line_error(result, 2, "mean_image.npy")
     one_line_error(prep("verify", "--shards", root), 1, "mean_image.npy")
 
@@ -452,6 +452,8 @@ CHECKPOINT_EDITS = {
                     "non-finite"),
     "config epochs text": (lambda s: s.__setitem__("config", {**s["config"], "epochs": "ninety"}), "config"),
     "classes out of order": (lambda s: s["classes"].reverse(), "classes[0]"),
+    "wall_s text": (lambda s: s.__setitem__("metrics_row", {**s["metrics_row"], "wall_s": "ten"}), "wall_s"),
+    "wall_s nan": (lambda s: s.__setitem__("metrics_row", {**s["metrics_row"], "wall_s": float("nan")}), "wall_s"),
 }
 
 
@@ -519,7 +521,7 @@ def test_disk_full_at_a_checkpoint_advises_a_file_that_exists(tiny_shards, tmp_p
     saves = no_space(1)  # epoch 0's save succeeds (best.pt, then a copy), epoch 1's fails
     monkeypatch.setattr(train.checkpoint.torch, "save", saves(torch.save))
     result = train_cli("--shards", tiny_shards, "--epochs", "2", "--steps-per-epoch", "1", "--logdir", tmp_path / "r",
-                       "--run-name", "x", *SMALL)
+                       "--run-name", "x", *SMALL_FLAGS)
     text = one_line_error(result, 1, "No space left on device")
     run = tmp_path / "r" / "x"
     assert not list(run.glob("*.tmp"))
@@ -544,7 +546,7 @@ def test_read_only_output_is_one_line(tmp_path, monkeypatch):
 
 def test_logdir_a_file_and_evaluate_out_a_file(tiny_shards, trained, tmp_path):
     (tmp_path / "afile").write_text("x")
-    one_line_error(train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", tmp_path / "afile", *SMALL), 2,
+    one_line_error(train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", tmp_path / "afile", *SMALL_FLAGS), 2,
                    "a file, not a folder")
     one_line_error(train_cli("evaluate", "--checkpoint", trained, "--shards", tiny_shards, "--out",
                              tmp_path / "afile", "--device", "cpu"), 2, "a file, not a folder")
@@ -564,7 +566,7 @@ def test_train_shard_cut_during_an_epoch_names_it(tiny_shards, tmp_path, monkeyp
     monkeypatch.setattr(train.dataset_folder, "check_shards", lambda *a, **k: None)  # as if cut after the start-up check
     for name in read_manifest(root).splits["train"].shards:
         cut_mid_member(root / name)
-    result = train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL)
+    result = train_cli("--shards", root, "--fast-dev-run", "--logdir", tmp_path / "runs", *SMALL_FLAGS)
     text = one_line_error(result, 2, "train-0000", "alexnet-prep verify")
     assert "Original Traceback" not in text and "DataLoader worker" not in text
     monkeypatch.setattr(train.dataset_folder, "check_shards", real)
@@ -597,7 +599,7 @@ def test_holdout_shard_replaced_during_training_is_caught_before_evaluating(tiny
         return out
     monkeypatch.setattr(train.loop, "train_one_epoch", then_replace)
     result = train_cli("--shards", root, "--epochs", "1", "--steps-per-epoch", "1", "--logdir", tmp_path / "runs",
-                       *SMALL)
+                       *SMALL_FLAGS)
     one_line_error(result, 2, holdout.name, "manifest says")
 
 
@@ -648,14 +650,14 @@ def fault_table(tiny_shards, trained, tmp_path_factory) -> list[tuple[str, list[
         ("stats: a cut shard", prep_cmd + ["stats", "--shards", str(cut), "--workers", "1"], 2),
         ("verify: a malformed manifest", prep_cmd + ["verify", "--shards", str(bad_manifest)], 2),
         ("synth: --classes 99", prep_cmd + ["synth", "--out", str(base / "s"), "--classes", "99"], 2),
-        ("train: no dataset", train_cmd + ["--shards", str(base / "nope"), *SMALL], 2),
-        ("train: a malformed manifest", train_cmd + ["--shards", str(bad_manifest), *SMALL], 2),
-        ("train: --learn-rate inf", train_cmd + ["--shards", str(tiny_shards), "--learn-rate", "inf", *SMALL], 2),
-        ("train: --device foo", train_cmd + ["--shards", str(tiny_shards), *SMALL, "--device", "foo"], 2),
+        ("train: no dataset", train_cmd + ["--shards", str(base / "nope"), *SMALL_FLAGS], 2),
+        ("train: a malformed manifest", train_cmd + ["--shards", str(bad_manifest), *SMALL_FLAGS], 2),
+        ("train: --learn-rate inf", train_cmd + ["--shards", str(tiny_shards), "--learn-rate", "inf", *SMALL_FLAGS], 2),
+        ("train: --device foo", train_cmd + ["--shards", str(tiny_shards), *SMALL_FLAGS, "--device", "foo"], 2),
         ("train: --logdir a file", train_cmd + ["--shards", str(tiny_shards), "--fast-dev-run", "--logdir",
-                                                str(base / "notes.txt"), *SMALL], 2),
+                                                str(base / "notes.txt"), *SMALL_FLAGS], 2),
         ("train: --resume a missing file", train_cmd + ["--shards", str(tiny_shards), "--resume",
-                                                        str(base / "nope.pt"), *SMALL], 2),
+                                                        str(base / "nope.pt"), *SMALL_FLAGS], 2),
         ("evaluate: a garbage checkpoint", train_cmd + ["evaluate", "--checkpoint", str(base / "garbage.pt"),
                                                         "--shards", str(tiny_shards)], 2),
         ("predict: patch size 60000", train_cmd + ["predict", "--checkpoint", str(base / "huge.pt"),

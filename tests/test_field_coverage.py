@@ -27,6 +27,7 @@ from shared.stats import read_stats
 from train.config import TrainConfig
 from train.loop import train
 from train.model import AlexNet, Architecture
+from small_run import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = "tests/test_field_coverage.py::"
@@ -45,17 +46,17 @@ FIELDS = {
        "ignored": "tests/test_untrusted_prep.py::test_every_path_is_a_sample_a_skip_or_ignored"},
     "results.json": {f: HERE + "test_results_fields" for f in (
         "task", "classes", "split", "epochs", "samples", "error@1", "error@5", "centre_error@1", "centre_error@5",
-        "wall_s", "device", "git", "metrics", "metrics.error@1", "metrics.error@5", "metrics.centre_error@1",
-        "metrics.centre_error@5", "metrics.loss", "metrics.centre_loss", "metrics.samples")}
+        "train_wall_s", "eval_wall_s", "device", "git", "metrics", "metrics.error@1", "metrics.error@5",
+        "metrics.centre_error@1", "metrics.centre_error@5", "metrics.loss", "metrics.centre_loss", "metrics.samples")}
     | {"complete": "tests/test_untrusted_train.py::test_incomplete_imagenet_val_reported_loudly",
        "shortfall": "tests/test_untrusted_train.py::test_incomplete_imagenet_val_reported_loudly",
        "real": "tests/test_test_sets.py::test_real_error_equals_the_predictions_file_scored_by_hand"}
     | {f: "tests/test_trust_new_forms.py::test_a_checkpoint_of_another_patch_size_is_warned_of_and_recorded"
        for f in ("patch_size", "trained_patch_size")},
     "metrics.jsonl": {f: HERE + "test_metrics_rows" for f in (
-        "epoch", "lr", "train", "train.loss", "train.images_per_s", "holdout", "holdout.error@1", "holdout.error@5",
-        "holdout.loss", "holdout.samples", "holdout.views", "lr_drop", "lr_drop.epoch", "lr_drop.holdout_error",
-        "lr_drop.lr")},
+        "epoch", "lr", "wall_s", "train", "train.loss", "train.images_per_s", "train.seconds", "holdout",
+        "holdout.error@1", "holdout.error@5", "holdout.loss", "holdout.samples", "holdout.views", "lr_drop",
+        "lr_drop.epoch", "lr_drop.holdout_error", "lr_drop.lr")},
     "checkpoint": {f: HERE + "test_checkpoint_fields" for f in (
         "format", "arch", "architecture", "num_classes", "classes", "normalization", "patch_size", "epoch", "model",
         "optimizer", "schedule", "config", "best_error", "best_epoch", "metrics_row")}
@@ -65,7 +66,6 @@ FIELDS = {
     | {f: "tests/test_precision.py::test_config_json_records_the_precision_and_cpu_settings"
        for f in ("precision", "device_settings", "compile")},
 }
-SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
 
 def manifest_fields(d: dict) -> set[str]:
@@ -260,7 +260,9 @@ def test_results_fields(natural_run):
                                                                                                   rel=1e-4)
     assert {k: m[k] for k in ("error@1", "error@5", "centre_error@1", "centre_error@5", "samples")} == \
         {k: r[k] for k in ("error@1", "error@5", "centre_error@1", "centre_error@5", "samples")}
-    assert 0 < r["wall_s"] <= natural_run["wall"] and r["device"] == "cpu" and r["git"] == git_state()
+    assert r["train_wall_s"] == rows_of(run)[-1]["wall_s"]  # the whole run's, not best.pt's epoch's
+    assert 0 < r["eval_wall_s"] and r["train_wall_s"] + r["eval_wall_s"] <= natural_run["wall"]
+    assert r["device"] == "cpu" and r["git"] == git_state()
 
 
 def test_final_evaluation_uses_the_best_epoch_not_the_last(scripted_run):
@@ -306,7 +308,11 @@ def test_metrics_rows(natural_run, tiny_shards):
         loss = float(F.cross_entropy(model(x), labels))
     assert rows[0]["train"]["loss"] == pytest.approx(loss, rel=1e-4)
     for row in rows:  # images per second: a step of 8 images within the run's measured time
-        assert cfg.batch_size / row["train"]["images_per_s"] <= natural_run["wall"]
+        assert cfg.batch_size / row["train"]["images_per_s"] == pytest.approx(row["train"]["seconds"])
+    walls = [0.0] + [r["wall_s"] for r in rows]  # the run's seconds so far: each epoch's training and holdout
+    for before, row, after in zip(walls, rows, walls[1:]):
+        assert before + row["train"]["seconds"] - 0.1 <= after
+    assert walls[-1] <= natural_run["wall"]
 
 
 def test_config_fields(natural_run, tiny_shards):

@@ -105,3 +105,9 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, 
     assert [r["holdout"] for r in rows[0]] == [r["holdout"] for r in rows[1]]
     ends = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("straight", "killed")]
     assert ends[0]["metrics"] == ends[1]["metrics"]
+    # the time trained before the kill still counts: epoch 1's seconds include the killed process's
+    # steps, the run's total adds epoch 0's, and results.json gives that total, not the last process's
+    before_kill = state["in_epoch"]["seconds"]
+    assert rows[1][1]["train"]["seconds"] >= before_kill > 0
+    assert rows[1][1]["wall_s"] >= rows[1][0]["wall_s"] + rows[1][1]["train"]["seconds"] - 0.1
+    assert ends[1]["train_wall_s"] == rows[1][1]["wall_s"]

@@ -10,9 +10,9 @@ import train.device as device_mod
 from train.config import TrainConfig
 from train.device import Precision, autocast_for, keep_freed_memory, resolve_precision
 from train.loop import train
+from small_run import SMALL
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
 
 @pytest.mark.parametrize("units, used", [(["AVX512-BF16"], "bf16"), (["AMX", "AVX512-BF16"], "bf16"), ([], "fp32")])

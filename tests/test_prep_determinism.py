@@ -189,7 +189,6 @@ def many_patches(tmp_path_factory) -> Path:
     from shared.manifest import ClassInfo, Manifest, SplitInfo, write_manifest
     from shared.patch import encode_jpeg
     from shared.shards import AtomicShardWriter, Sample, file_sha256
-    from PIL import Image
 
     root = tmp_path_factory.mktemp("many")
     rng = np.random.default_rng(0)

@@ -14,8 +14,8 @@ from prep.write_shards import write_dataset
 from train.cli import app
 from train.config import TrainConfig
 from train.loop import train
+from small_run import SMALL
 
-SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
 
 def prep(src: Path, out: Path) -> Path:

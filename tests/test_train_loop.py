@@ -20,9 +20,9 @@ from train.distributed import Dist
 from train.loop import train, train_one_epoch
 from train.model import Architecture, build_model
 from train.optim import build_optimizer
+from small_run import SMALL
 
 CPU = torch.device("cpu")
-SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
 
 def test_fast_dev_run_end_to_end(tiny_shards, tmp_path):

@@ -25,9 +25,8 @@ from shared.manifest import read_manifest
 from shared.shards import iter_shard
 from test_faults import one_line_error, prep, train_cli, trained  # noqa: F401 (a fixture)
 from test_prep_determinism import children
+from small_run import SMALL_FLAGS
 
-SMALL = ["--batch-size", "8", "--workers", "1", "--eval-batch-size", "16", "--no-figures", "--shuffle-buffer", "16",
-         "--device", "cpu"]
 
 
 def shard(src: Path, out: Path, **kw):
@@ -102,7 +101,7 @@ def test_every_output_folder_flag_refuses_an_input_folder(trained, tiny_shards, 
     inside = tiny_shards / "out"
     one_line_error(train_cli("evaluate", "--checkpoint", trained, "--shards", tiny_shards, "--out", inside), 2,
                    "--out", "which this command reads")
-    one_line_error(train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", inside, *SMALL), 2, "--logdir")
+    one_line_error(train_cli("--shards", tiny_shards, "--fast-dev-run", "--logdir", inside, *SMALL_FLAGS), 2, "--logdir")
     one_line_error(train_cli("figure1", "--shards", tiny_shards, "--out", inside, "--quick"), 2, "--out")
     assert not inside.exists()
     notes = tmp_path / "notes.txt"
@@ -458,7 +457,7 @@ def test_ctrl_c_in_training_advises_a_command_that_works(tiny_shards, tmp_path, 
         real(run, epoch)
     monkeypatch.setattr(loop, "run_epoch", then_interrupt)
     args = ["--shards", tiny_shards, "--epochs", "2", "--steps-per-epoch", "1", "--logdir", tmp_path,
-            "--run-name", "r", *SMALL]
+            "--run-name", "r", *SMALL_FLAGS]
     text = one_line_error(train_cli(*args), 1, "interrupted (Ctrl-C)", "--resume")
     assert str(tmp_path / "r" / "last.pt") in text
     monkeypatch.setattr(loop, "run_epoch", real)
@@ -472,7 +471,7 @@ def start_training(tiny_shards: Path, tmp_path: Path, *extra: str):
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "train.cli", "--shards", str(tiny_shards), "--logdir",
-                             str(tmp_path), "--run-name", "r", *map(str, SMALL), *extra],
+                             str(tmp_path), "--run-name", "r", *map(str, SMALL_FLAGS), *extra],
                             cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
 

@@ -16,8 +16,8 @@ from train.cli import app
 from train.config import TrainConfig
 from train.dataset_folder import load_dataset
 from train.loop import train
+from small_run import SMALL
 
-SMALL = dict(batch_size=8, workers=1, eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu")
 
 
 def copy_dataset(src: Path, dst: Path) -> Path:

@@ -114,7 +114,9 @@ def check_checkpoint(state: dict, path) -> None:
                       ("schedule", dict), ("best_error", (int, float))):
         _need(state, key, kind, path)
     if not (state["epoch"] == -1 and state.get("metrics_row") is None):  # none before the first epoch ends
-        _need(state, "metrics_row", dict, path)
+        wall = _need(state, "metrics_row", dict, path).get("wall_s")  # absent in checkpoints before it was kept
+        if wall is not None and not (type(wall) in (int, float) and 0 <= wall < math.inf):
+            raise ValueError(f"{path}: field 'metrics_row.wall_s' is {str(wall)[:40]!r}, expected seconds (>= 0)")
     if "in_epoch" in state:
         check_in_epoch(state["in_epoch"], state["epoch"], path)
     try:

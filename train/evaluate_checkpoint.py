@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +42,6 @@ def check_outputs(checkpoint: Path, shards: Path, out: Path | None, real_labels:
 def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device_name: str, workers: int | None,
                         figures: bool, real_labels: Path | None = None, predictions: Path | None = None,
                         batch_size: int | None = None) -> dict:
-    start = time.perf_counter()
     check_outputs(checkpoint, shards, out, real_labels, predictions)
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
     manifest, _ = load_dataset(shards, for_training=False)
@@ -69,5 +67,6 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
               f"scale; results.json records both sizes", file=sys.stderr)
     return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
                             amp=autocast_for(device, resolve_precision(device, cfg.precision)), d=Dist(), folder=out,
-                            writer=None, wall_s=time.perf_counter() - start, epochs=state["epoch"] + 1,
+                            writer=None, train_wall_s=(state.get("metrics_row") or {}).get("wall_s"),
+                            epochs=state["epoch"] + 1,
                             predictions=predictions, trained_patch_size=state["patch_size"])

@@ -140,7 +140,8 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
     if not math.isfinite(loss):
         raise ValueError(f"epoch {epoch}: training loss is {loss} (the run diverged); lower --learn-rate, or "
                          f"--resume the last.pt of an earlier epoch with a lower one")
-    return {"loss": loss, "images_per_s": images_seen / (time.perf_counter() - start)}
+    seconds = time.perf_counter() - start
+    return {"loss": loss, "images_per_s": images_seen / seconds, "seconds": seconds}
 
 
 @dataclass
@@ -183,11 +184,10 @@ def train(cfg: TrainConfig) -> dict:
         device = torch.device("cuda", d.local_rank)
     try:
         run = setup_run(cfg, device, d, settings)
-        wall_start = time.perf_counter()
         try:
             for epoch in range(run.start_epoch, run.epochs):
                 run_epoch(run, epoch)
-            return finish(run, time.perf_counter() - wall_start)
+            return finish(run)
         except OSError as exc:  # disk full or read-only at a checkpoint, a shard gone: what to resume from
             raise RunStopped(f"{describe_os_error(exc)}; fix that, then {resume_advice(run)}") from None
         except KeyboardInterrupt as exc:  # the same command would now be refused (the folder holds a run)
@@ -330,6 +330,7 @@ def run_epoch(run: Run, epoch: int) -> None:
                                     generator=generator, device=run.device, amp=run.amp, d=d, epoch=epoch,
                                     progress=progress, after_step=saver)
     batches.close()  # shuts the epoch's loader workers down
+    held_start = time.perf_counter()
     holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
     held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp, d=d,
                     desc="holdout")
@@ -340,8 +341,20 @@ def run_epoch(run: Run, epoch: int) -> None:
     if improved:
         run.best_error, run.best_epoch = held["error@1"], epoch
     if d.is_main:
-        record_epoch(run, epoch, {"epoch": epoch, "lr": lr, "train": train_metrics, "holdout": held,
+        wall_s = run_seconds(run.last_row, train_metrics["seconds"] + time.perf_counter() - held_start)
+        record_epoch(run, epoch, {"epoch": epoch, "lr": lr, "train": train_metrics, "holdout": held, "wall_s": wall_s,
                                   **({"lr_drop": asdict(drop)} if drop else {})}, drop, improved)
+
+
+def run_seconds(last_row: dict | None, epoch_seconds: float) -> float | None:
+    """The run's training and holdout seconds through this epoch, summed over every process that
+    resumed it (the time between a kill and its resume, and start-up, not counted): a resumed
+    run's results.json would otherwise give only its last process's time. None once unknown
+    (resumed from a checkpoint written before metrics rows carried wall_s)."""
+    if last_row is None:  # epoch 0, or a resume within it
+        return round(epoch_seconds, 1)
+    before = last_row.get("wall_s")
+    return None if before is None else round(before + epoch_seconds, 1)
 
 
 def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved: bool) -> None:
@@ -417,7 +430,7 @@ def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, devic
                        device.type == "cuda")
 
 
-def finish(run: Run, wall_s: float) -> dict:
+def finish(run: Run) -> dict:
     """Model selection by holdout error (best.pt), then the final evaluation on every rank."""
     if run.folder is not None:
         best = restore_best(run.folder)
@@ -428,7 +441,7 @@ def finish(run: Run, wall_s: float) -> dict:
             torch.distributed.broadcast(tensor, 0)
     results = final_evaluation(cfg=run.cfg, manifest=run.manifest, model=run.model, augment=run.augment,
                                device=run.device, amp=run.amp, d=run.d, folder=run.folder, writer=run.writer,
-                               wall_s=wall_s, epochs=run.epochs)
+                               train_wall_s=(run.last_row or {}).get("wall_s"), epochs=run.epochs)
     if run.writer is not None:
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in run.cfg.to_dict().items()}
         run.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in results["metrics"].items()
@@ -438,11 +451,13 @@ def finish(run: Run, wall_s: float) -> dict:
 
 
 def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: DeviceAugment, device, amp, d: Dist,
-                     folder: Path | None, writer, wall_s: float, epochs: int, predictions: Path | None = None,
-                     trained_patch_size: int | None = None) -> dict:
+                     folder: Path | None, writer, train_wall_s: float | None, epochs: int,
+                     predictions: Path | None = None, trained_patch_size: int | None = None) -> dict:
     """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1;
     ReaL error with --real-labels, every sample's top-5 into `predictions`. The patch sizes
-    trained on and evaluated on are recorded (an evaluation on other patches is warned of)."""
+    trained on and evaluated on are recorded (an evaluation on other patches is warned of), and
+    the seconds behind the model (`train_wall_s`, a metrics row's wall_s) beside this pass's."""
+    start = time.perf_counter()
     split = manifest.reported_split
     real = load_real_labels(cfg.real_labels, manifest, cfg.shards) if cfg.real_labels else None
     keep = real is not None or predictions is not None
@@ -457,7 +472,8 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
                         "samples": m["samples"]})
         per_sample[views] = m.get("per_sample")
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
-    extra = {"patch_size": manifest.patch_size, "trained_patch_size": trained_patch_size or manifest.patch_size}
+    extra = {"patch_size": manifest.patch_size, "trained_patch_size": trained_patch_size or manifest.patch_size,
+             "train_wall_s": train_wall_s, "eval_wall_s": round(time.perf_counter() - start, 1)}
     if real is not None:
         ten, centre = score_real(per_sample[10], real), score_real(per_sample[1], real)
         extra["real"] = {**ten, "centre_error@1": centre["error@1"], "centre_error@5": centre["error@5"],
@@ -468,8 +484,8 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
         log_scalars(writer, split, metrics, 0)
         if predictions is not None:
             write_predictions(predictions, per_sample[10], per_sample[1])
-        results = write_results(folder, manifest, cfg, metrics, split, wall_s, str(device), git_hash(), epochs,
-                                shortfall, extra)
+        results = write_results(folder, manifest, cfg, metrics, split, str(device), git_hash(), epochs, shortfall,
+                                extra)
         if cfg.figures:
             write_prediction_figures(model, manifest, cfg.shards, augment, device, cfg.crop, folder, writer,
                                      url_template=cfg.shard_urls)

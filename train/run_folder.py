@@ -105,15 +105,15 @@ REFERENCES = [
 ]
 
 
-def write_results(run: Path, manifest, cfg, metrics: dict, split: str, wall_s: float, device: str,
-                  git: str, epochs: int, shortfall: dict | None = None, extra: dict | None = None) -> dict:
+def write_results(run: Path, manifest, cfg, metrics: dict, split: str, device: str, git: str, epochs: int,
+                  shortfall: dict | None = None, extra: dict | None = None) -> dict:
     results = {
         "task": manifest.task, "classes": manifest.num_classes, "split": split,
         "epochs": epochs,
         "samples": metrics["samples"],
         "error@1": metrics["error@1"], "error@5": metrics["error@5"],  # 10 views (§4.1)
         "centre_error@1": metrics["centre_error@1"], "centre_error@5": metrics["centre_error@5"],
-        "wall_s": round(wall_s, 1), "device": device, "git": git, "metrics": metrics,
+        "device": device, "git": git, "metrics": metrics,
         # fewer images than the official evaluation set (skips in prep): not comparable with the paper
         "complete": shortfall is None, "shortfall": shortfall,
         **(extra or {}),  # "real": ReaL error (train/per_sample.py)
