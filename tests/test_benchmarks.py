@@ -36,6 +36,14 @@ def test_loader_throughput_runs(tiny_shards):
     assert "loader, 1 worker(s)" in out and "bare decode (simplejpeg)" in out
 
 
+def test_lrn_kernels_runs_against_a_commit():
+    """Both kernels load side by side (the other commit's under its own module name) and the
+    table has a row per layer; HEAD against this tree, at a tiny batch."""
+    out = run_script("bench/lrn_kernels.py", "--against", "HEAD", "--batch-size", "2", "--rounds", "1",
+                     "--repeats", "1")
+    assert "| conv1 LRN |" in out and "| conv2 LRN |" in out and "this tree / HEAD" in out, out
+
+
 def test_prep_throughput_runs(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(4):
