@@ -90,6 +90,11 @@ def interrupts_at_safe_points():
         _PENDING.clear()
 
 
+def interrupt_pending() -> bool:
+    """A signal is waiting for the next safe point (training saves its step there first)."""
+    return bool(_PENDING)
+
+
 def raise_if_interrupted() -> None:
     """A safe point: stop here if a signal came."""
     if _PENDING:

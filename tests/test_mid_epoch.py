@@ -4,9 +4,11 @@ bit for bit; the loader's skip replays exactly the batches an uninterrupted epoc
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,3 +113,54 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, 
     assert rows[1][1]["train"]["seconds"] >= before_kill > 0
     assert rows[1][1]["wall_s"] >= rows[1][0]["wall_s"] + rows[1][1]["train"]["seconds"] - 0.1
     assert ends[1]["train_wall_s"] == rows[1][1]["wall_s"]
+
+
+def test_a_signal_saves_the_step_before_the_run_stops(monkeypatch):
+    """Single process: a pending Ctrl-C/SIGTERM makes the next step boundary a save, however
+    long the interval; none at the epoch's last step (its end saves) or with saves off."""
+    import shared.exit_status as exit_status
+    from train.distributed import Dist
+    from train.mid_epoch import EpochProgress, MidEpochSaver
+
+    saved = []
+    saver = MidEpochSaver(60.0, 10, Dist(), torch.device("cpu"), lambda done, ranks: saved.append(done.step))
+    off = MidEpochSaver(0.0, 10, Dist(), torch.device("cpu"), lambda done, ranks: saved.append(-1))
+    lighting = torch.Generator()
+    saver(1, lambda: EpochProgress(1), lighting)
+    assert saved == []  # an hour has not passed
+    monkeypatch.setattr(exit_status, "_PENDING", [signal.SIGTERM])
+    saver(2, lambda: EpochProgress(2), lighting)
+    saver(10, lambda: EpochProgress(10), lighting)
+    off(3, lambda: EpochProgress(3), lighting)
+    assert saved == [2]
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_keeps_every_step_done(tiny_shards, tmp_path):
+    """SIGTERM in epoch 1 with a save due only in an hour: last.pt holds the steps done, and
+    the resumed run ends with the uninterrupted run's weights."""
+    common = ["--shards", str(tiny_shards), "--epochs", "2", "--steps-per-epoch", "30", "--batch-size", "6",
+              "--workers", "1", "--eval-batch-size", "16", "--shuffle-buffer", "16", "--device", "cpu",
+              "--logdir", str(tmp_path), "--checkpoint-every", "60"]
+    finished(alexnet_train(*common, "--no-figures", "--run-name", "straight"))
+    run = alexnet_train(*common, "--no-figures", "--run-name", "stopped")
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: run.stdout.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while not re.search(r"epoch 1: .*\| ([2-9]|1\d)/30", "".join(seen)):  # the progress bar: 2 steps done
+        assert time.monotonic() < deadline and run.poll() is None, "".join(seen)[-2000:]
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=300)
+    reader.join(timeout=30)
+    out = "".join(seen)
+    assert run.returncode == 1 and "interrupted (SIGTERM)" in out, out[-2000:]
+    state = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert state["epoch"] == 0 and 2 <= state["in_epoch"]["step"] < 30, state.get("in_epoch", {}).get("step")
+    last = tmp_path / "stopped" / "last.pt"
+    finished(alexnet_train(*common, "--no-figures", "--run-name", "stopped", "--resume", str(last)))
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(last)
+    assert a["epoch"] == b["epoch"] == 1
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

@@ -8,7 +8,9 @@ epoch under way, the steps done, and per rank the state of every random draw sti
 loss sum. `--resume last.pt` then continues at the next step with the same batches (the
 loader replays the skipped batches' reads and draws without decoding: train/loader.py), the same
 masks and lighting, and the same epoch metrics: on the CPU the final weights equal an
-uninterrupted run's bit for bit (tests/test_mid_epoch.py kills one with SIGKILL).
+uninterrupted run's bit for bit (tests/test_mid_epoch.py kills one with SIGKILL). A single-process
+run that gets Ctrl-C or SIGTERM (a spot notice, a session's end) also saves at the next step
+boundary before it stops, so a polite stop loses nothing at all.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from shared.exit_status import interrupt_pending
 
 from .distributed import Dist, all_reduce_sum
 
@@ -86,7 +90,11 @@ def restore_rank(record: dict, rank: int, lighting: torch.Generator, device: tor
 
 class MidEpochSaver:
     """Called by train_one_epoch after every step; saves when `minutes` have passed since the
-    epoch began or since the last save (all ranks agree: rank 0's clock decides)."""
+    epoch began or since the last save (all ranks agree: rank 0's clock decides), and, in a
+    single-process run, at once when Ctrl-C or SIGTERM has come (a spot instance's notice, a
+    session's end): the run then stops at the next step with nothing lost. Under DDP a signal
+    stops the ranks without that save (they would have to agree on the step first); the last
+    timed save is kept."""
 
     def __init__(self, minutes: float, steps: int, d: Dist, device: torch.device, save):
         self.interval_s, self.steps, self.d, self.device, self.save = minutes * 60, steps, d, device, save
@@ -97,7 +105,8 @@ class MidEpochSaver:
             return
         if self.d.enabled and step % SYNC_EVERY:
             return
-        due = float(self.d.is_main and time.monotonic() - self.last >= self.interval_s)
+        stopping = not self.d.enabled and interrupt_pending()
+        due = float(stopping or (self.d.is_main and time.monotonic() - self.last >= self.interval_s))
         if self.d.enabled:
             due = all_reduce_sum([due], self.device, self.d)[0]
         if not due:
