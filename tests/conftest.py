@@ -42,3 +42,15 @@ def tiny_shards(tmp_path_factory) -> Path:
     write_dataset(read_source(root / "src", None), PrepConfig(src=root / "src", shard_size=8, workers=2), out)
     compute_rgb_stats(out, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_shards, tmp_path_factory) -> Path:
+    """A fast-dev-run checkpoint of tiny_shards, for the tests that only need one to exist (read only)."""
+    from train.config import TrainConfig
+    from train.loop import train
+
+    runs = tmp_path_factory.mktemp("runs")
+    train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=runs, run_name="r", batch_size=8, workers=1,
+                      eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu"))
+    return runs / "r" / "best.pt"

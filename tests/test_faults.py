@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from make_fixtures import (jpeg_bytes, random_image, write_class_folders, write_kaggle, write_mnist,
                            write_tiny_imagenet)
@@ -29,12 +29,11 @@ from train.cli import app as train_app
 from small_run import SMALL_FLAGS
 
 
-
-def prep(*args) -> "Result":
+def prep(*args) -> Result:
     return CliRunner().invoke(prep_app, [str(a) for a in args])
 
 
-def train_cli(*args) -> "Result":
+def train_cli(*args) -> Result:
     return CliRunner().invoke(train_app, [str(a) for a in args])
 
 
@@ -221,17 +220,6 @@ def test_train_numbers_out_of_range_refused_before_the_run(tiny_shards, tmp_path
                        value)
     one_line_error(result, 2, flag)
     assert not (tmp_path / "runs").exists()
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_shards, tmp_path_factory) -> Path:
-    from train.config import TrainConfig
-    from train.loop import train
-
-    runs = tmp_path_factory.mktemp("runs")
-    train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=runs, run_name="r", batch_size=8, workers=1,
-                      eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu"))
-    return runs / "r" / "best.pt"
 
 
 @pytest.mark.parametrize("args", [["--batch-size", "-1"], ["--batch-size", "0"], ["--views", "0"],

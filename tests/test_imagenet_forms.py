@@ -1,11 +1,10 @@
 """ILSVRC-2012 in each form people hold it gives the same dataset: keys, labels, splits
 (holdout included), patch bytes and class table identical to the Kaggle layout's."""
-import json
 from pathlib import Path
 
 import pytest
 
-from imagenet_forms import (EMPTY, USED, devkit_ids, make_images, table, write_huggingface, write_imagenetv2,
+from imagenet_forms import (EMPTY, make_images, table, write_huggingface, write_imagenetv2,
                             write_kaggle, write_official, write_reference_folders)
 from prep.config import PrepConfig
 from prep.detect_layout import read_source

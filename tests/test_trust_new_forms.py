@@ -23,7 +23,7 @@ from prep.detect_layout import read_source
 from prep.write_shards import write_dataset
 from shared.manifest import read_manifest
 from shared.shards import iter_shard
-from test_faults import one_line_error, prep, train_cli, trained  # noqa: F401 (a fixture)
+from test_faults import one_line_error, prep, train_cli
 from test_prep_determinism import children
 from small_run import SMALL_FLAGS
 
@@ -361,7 +361,6 @@ def test_a_damaged_devkit_is_a_one_line_refusal(images, tmp_path, fault):
 def test_deeply_nested_real_json_is_a_refusal(tmp_path, tiny_shards, trained):
     real = tmp_path / "real.json"
     real.write_text("[" * 100_000 + "]" * 100_000)
-    from prep.config import PrepConfig  # noqa: F401 (the dataset need not be ImageNet for the check's order)
     from train.per_sample import load_real_labels
 
     manifest = imagenet_like_manifest()

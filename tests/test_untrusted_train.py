@@ -107,20 +107,13 @@ def test_invalid_statistics_refused_on_load(tiny_shards, tmp_path, field, value,
         load_dataset(root)
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_shards, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("trained")
-    train(TrainConfig(shards=tiny_shards, epochs=1, steps_per_epoch=1, logdir=runs, run_name="r", **SMALL))
-    return runs / "r"
-
-
 def test_evaluate_with_nan_statistics_exits_with_an_error(tiny_shards, trained, tmp_path):
     root = copy_dataset(tiny_shards, tmp_path / "d")
     text = (root / "stats.json").read_text()
     stats = json.loads(text)
     stats["mean_rgb"][0] = float("nan")
     (root / "stats.json").write_text(json.dumps(stats))
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained / "best.pt"), "--shards", str(root),
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained), "--shards", str(root),
                                       "--out", str(tmp_path / "e"), "--no-figures", "--device", "cpu"])
     assert result.exit_code == 2 and "invalid statistics" in result.output
     assert not (tmp_path / "e" / "results.json").exists()
@@ -134,7 +127,7 @@ def test_checkpoint_refuses_a_dataset_with_another_class_order(tiny_shards, trai
         a, b = d["classes"][0], d["classes"][1]
         a["wnid"], b["wnid"], a["name"], b["name"] = b["wnid"], a["wnid"], b["name"], a["name"]
     edit_manifest(root, swap)
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained / "best.pt"), "--shards", str(root),
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained), "--shards", str(root),
                                       "--out", str(tmp_path / "e"), "--no-figures", "--device", "cpu"])
     assert result.exit_code == 2
     assert "class list differs from the checkpoint's in 2 places" in result.output
@@ -144,14 +137,14 @@ def test_checkpoint_refuses_a_dataset_with_another_class_order(tiny_shards, trai
 # ---- 12. checkpoints ---------------------------------------------------------------------------
 def test_damaged_checkpoints_are_one_line_errors(trained, tmp_path):
     truncated = tmp_path / "t.pt"
-    truncated.write_bytes((trained / "last.pt").read_bytes()[:5000])
+    truncated.write_bytes((trained.parent / "last.pt").read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"t.pt: not a readable checkpoint \(truncated or corrupt"):
         load_checkpoint(truncated)
     empty = tmp_path / "e.pt"
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match=r"e.pt: empty file \(0 bytes\)"):
         load_checkpoint(empty)
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(empty), "--shards", str(trained),
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(empty), "--shards", str(trained.parent),
                                       "--device", "cpu"])
     assert result.exit_code == 2 and "empty file" in result.output
 
@@ -201,8 +194,8 @@ def test_incomplete_imagenet_val_reported_loudly(tiny_shards, trained, tmp_path)
     in prep): a warning, "complete": false in results.json, "(incomplete)" in the table."""
     root = copy_dataset(tiny_shards, tmp_path / "d")
     edit_manifest(root, lambda d: d.__setitem__("task", "imagenet"))
-    state = torch.load(trained / "best.pt", weights_only=True)
-    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained / "best.pt"), "--shards", str(root),
+    state = torch.load(trained, weights_only=True)
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(trained), "--shards", str(root),
                                       "--out", str(tmp_path / "e"), "--no-figures", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "WARNING: imagenet val holds 12 of the official 50,000 images (49,988 missing" in result.output
