@@ -47,10 +47,10 @@ def tiny_shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tiny_shards, tmp_path_factory) -> Path:
     """A fast-dev-run checkpoint of tiny_shards, for the tests that only need one to exist (read only)."""
+    from small_run import SMALL
     from train.config import TrainConfig
     from train.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
-    train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=runs, run_name="r", batch_size=8, workers=1,
-                      eval_batch_size=16, figures=False, shuffle_buffer=16, device="cpu"))
+    train(TrainConfig(shards=tiny_shards, fast_dev_run=True, logdir=runs, run_name="r", **SMALL))
     return runs / "r" / "best.pt"
