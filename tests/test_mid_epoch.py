@@ -62,17 +62,21 @@ def finished(proc: subprocess.Popen) -> str:
     return out
 
 
-def wait_for_mid_epoch_save(proc: subprocess.Popen, last: Path, epoch: int) -> dict:
+def stop_at_mid_epoch_save(proc: subprocess.Popen, last: Path, epoch: int) -> dict:
+    """Stops `proc` (SIGSTOP) at its first mid-epoch save of `epoch` and returns that save's
+    record: each new last.pt is read with the run stopped, so the record read is still the
+    newest save when the caller kills it (read while it ran, a step or the epoch's end could
+    come between the read and the kill)."""
     deadline = time.monotonic() + 300
+    seen = None
     while time.monotonic() < deadline and proc.poll() is None:
-        if last.is_file():
-            try:
-                state = torch.load(last, map_location="cpu", weights_only=True)
-            except Exception:  # replaced while being read
-                state = {}
-            record = state.get("in_epoch")
+        if last.is_file() and last.stat().st_mtime_ns != seen:
+            proc.send_signal(signal.SIGSTOP)
+            seen = last.stat().st_mtime_ns  # written by rename: always a whole file
+            record = torch.load(last, map_location="cpu", weights_only=True).get("in_epoch")
             if record is not None and record["epoch"] == epoch:
                 return record
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError(f"no mid-epoch checkpoint of epoch {epoch} appeared; exit {proc.poll()}")
 
@@ -100,7 +104,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, 
     # a save at every step (0.00001 min); killed once epoch 1 has one, then resumed from it
     killed = alexnet_train(*common, "--run-name", "killed", "--checkpoint-every", "0.00001")
     last = tmp_path / "killed" / "last.pt"
-    record = wait_for_mid_epoch_save(killed, last, epoch=1)
+    record = stop_at_mid_epoch_save(killed, last, epoch=1)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     state = load_checkpoint(last)
