@@ -16,6 +16,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -165,13 +166,38 @@ def describe_os_error(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+_BODY_SIGCHLD: list = []  # the SIGCHLD handler a command's body installed (torch's DataLoader: once a process)
+
+
+@contextmanager
+def child_signals_inside_the_body():
+    """SIGCHLD handlers installed by the body (torch's raises its worker-death error wherever
+    the main process is) stop with it: a worker's death that arrived after the body had ended on
+    another error was a traceback from typer's own exit code (the out-of-memory test, once). The
+    next body gets the handler back, since torch installs it only once a process."""
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outside = signal.getsignal(signal.SIGCHLD)
+    if _BODY_SIGCHLD and outside is not None:
+        signal.signal(signal.SIGCHLD, _BODY_SIGCHLD[0])
+    try:
+        yield
+    finally:
+        inside = signal.getsignal(signal.SIGCHLD)
+        if outside is not None and inside is not outside:
+            _BODY_SIGCHLD[:] = [inside]
+            signal.signal(signal.SIGCHLD, outside)
+
+
 @contextmanager
 def error_boundary(resume: str = RESUME):
     """Wrap a command's body: every failure becomes one line and a documented exit status.
     `resume` says how to continue after an interruption or an environment fault, where the
     same command would not (a training run continues with --resume)."""
     try:
-        yield
+        with child_signals_inside_the_body():
+            yield
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except (FileNotFoundError, FileExistsError, ValueError) as exc:  # bad arguments or input: refused

@@ -85,9 +85,15 @@ def prep_cmd(src: Path, out: Path, workers: int) -> list[str]:
 
 
 def children(pid: int) -> list[int]:
+    """`pid`'s child processes, as listed by each of its threads; a thread that ended between
+    the listing and the read is passed over (its children pass to a thread still listed: a
+    suite run once failed on a loader's thread that had just ended)."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return found
 
 

@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,10 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data._utils.signal_handling import _error_if_any_worker_fails
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from shared.exit_status import die_with_parent
+from shared.exit_status import die_with_parent, worker_death
 from shared.manifest import ShardUrl
 from shared.patch import decode_patch
 from shared.shards import IMAGE_MEMBER, LABEL_MEMBER, parse_label, shard_error
@@ -305,15 +307,63 @@ def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> 
             f"or re-shard with a smaller --shard-size.")
 
 
+# A SIGKILLed worker's pipe is closed before the worker can be waited for (the kernel closes a
+# dying process's files first), so the main process may read the end of the pipe, or a batch
+# cut off, while torch still sees the worker alive: EOFError, ConnectionResetError, "received 0
+# items of ancdata", a missing shared-memory file. Seen once in a clean clone's suite: the
+# out-of-memory test's run ended on such an error, then torch's SIGCHLD handler's traceback. The death shows within
+# milliseconds; seconds cover a loaded machine.
+DEATH_SETTLE_S = 3.0
+
+
+class WorkerDeathNamingLoader(DataLoader):
+    """A DataLoader whose batches end with torch's worker-death error ("DataLoader worker (pid N)
+    is killed by signal: Killed.") whichever error a worker's death surfaced as first."""
+
+    def __iter__(self):
+        return batches_naming_worker_deaths(super().__iter__(), self.num_workers)
+
+
+def batches_naming_worker_deaths(batches: Iterator, workers: int) -> Iterator:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if workers:
+                raise_if_a_worker_dies(exc, DEATH_SETTLE_S)
+            raise
+        yield batch
+
+
+def raise_if_a_worker_dies(exc: Exception, within_s: float) -> None:
+    """Raise torch's worker-death error, caused by `exc`, if a worker of a live loader iterator
+    dies within `within_s` seconds; `exc` already naming a death or a worker's own error
+    (re-raised by torch with "in DataLoader worker process N") is left as it is."""
+    if worker_death(exc) is not None or "in DataLoader worker process" in str(exc):
+        return
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            _error_if_any_worker_fails()  # torch's own check (waitid, WNOWAIT) of its workers
+            time.sleep(0.02)
+    except RuntimeError as death:  # from the check, or from torch's SIGCHLD handler meanwhile
+        if worker_death(death) is None:
+            raise
+        raise death from exc
+
+
 def make_loader(dataset: IterableDataset, batch_size: int | None, workers: int, pin: bool) -> DataLoader:
     """batch_size None: the dataset yields whole batches itself (TrainStream). The loader's
     own generator: a DataLoader otherwise draws its workers' base seed from torch's global
     generator, which dropout draws from too -- a resumed run would then start its masks one
     draw later (our workers seed their own random.Random and never use torch's seed)."""
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
-                      prefetch_factor=PREFETCH if workers else None, persistent_workers=False,
-                      generator=torch.Generator().manual_seed(0),
-                      worker_init_fn=functools.partial(_loader_worker_init, os.getpid()) if workers else None)
+    return WorkerDeathNamingLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=pin,
+                                   prefetch_factor=PREFETCH if workers else None, persistent_workers=False,
+                                   generator=torch.Generator().manual_seed(0),
+                                   worker_init_fn=functools.partial(_loader_worker_init, os.getpid()) if workers
+                                   else None)
 
 
 def _loader_worker_init(parent: int, worker_id: int) -> None:
