@@ -17,6 +17,7 @@ import torch
 
 from shared.manifest import read_manifest
 from train.checkpoint import load_checkpoint
+from train.config import TrainConfig
 from train.loader import SampleRules, TrainStream, iterate_train_batches
 
 REPO = Path(__file__).parents[1]
@@ -136,7 +137,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, 
 
 def test_a_signal_saves_the_step_before_the_run_stops(monkeypatch):
     """Single process: a pending Ctrl-C/SIGTERM makes the next step boundary a save, however
-    long the interval; none at the epoch's last step (its end saves) or with saves off."""
+    long the interval, the epoch's last step included (its end's save comes after a holdout
+    evaluation the signal stops); none with saves off."""
     import shared.exit_status as exit_status
     from train.distributed import Dist
     from train.mid_epoch import EpochProgress, MidEpochSaver
@@ -151,7 +153,45 @@ def test_a_signal_saves_the_step_before_the_run_stops(monkeypatch):
     saver(2, lambda: EpochProgress(2), lighting)
     saver(10, lambda: EpochProgress(10), lighting)
     off(3, lambda: EpochProgress(3), lighting)
-    assert saved == [2]
+    assert saved == [2, 10]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("awaited", [2, 3])
+def test_a_signal_while_a_batch_is_awaited_loses_no_step(tiny_shards, tmp_path, monkeypatch, awaited):
+    """The signal comes while epoch 1's batch `awaited` is being fetched (where a loaded machine's
+    main process waits most; batch 3 is the epoch's last): the run stops after training it, with
+    it saved, and the resumed run ends with the uninterrupted run's weights."""
+    import shared.exit_status as exit_status
+    import train.loop as loop
+    from shared.exit_status import RunStopped
+    from tests.small_run import SMALL
+
+    def run(name: str, **more):
+        cfg = TrainConfig(shards=tiny_shards, epochs=2, steps_per_epoch=3, checkpoint_every=60.0, logdir=tmp_path,
+                          run_name=name, **{**SMALL, "workers": 0}, **more)
+        return loop.train(cfg)
+
+    run("straight")
+    real = loop.iterate_train_batches
+
+    def signalled_while_fetching(stream, *args, **kwargs):
+        for i, batch in enumerate(real(stream, *args, **kwargs)):
+            yield batch
+            if stream.epoch == 1 and i + 2 == awaited:  # fetching batch `awaited` (1-based) now
+                exit_status._PENDING.append(signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "iterate_train_batches", signalled_while_fetching)
+    with pytest.raises(RunStopped, match="interrupted"):
+        run("stopped")
+    exit_status._PENDING.clear()
+    monkeypatch.setattr(loop, "iterate_train_batches", real)
+    last = tmp_path / "stopped" / "last.pt"
+    assert load_checkpoint(last)["in_epoch"]["step"] == awaited
+    run("stopped", resume=last)
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(last)
+    assert a["epoch"] == b["epoch"] == 1
+    assert_same_weights(a, b)
 
 
 @pytest.mark.slow

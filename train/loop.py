@@ -120,7 +120,6 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
     bar = tqdm(itertools.islice(batches, steps - done.step), total=steps, initial=done.step, desc=f"epoch {epoch}",
                leave=False, disable=not d.is_main, file=sys.stderr)
     for step, (images, labels, flips) in enumerate(bar, start=done.step):
-        raise_if_interrupted()
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         alphas = augment.draw_alphas(len(images), generator)
         x = augment(images, alphas, flips)  # fp32, outside autocast: lighting is a matmul
@@ -136,6 +135,10 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
         if after_step is not None:
             after_step(step + 1, lambda: EpochProgress(step + 1, float(loss_sum), images_seen,
                                                        time.perf_counter() - start), generator)
+        # The safe point follows the save: a signal that came while the next batch was awaited
+        # (the loader is the slower side on a loaded machine) used to stop the run before its
+        # step, with the steps since the last save unsaved (a CI run of the SIGTERM test).
+        raise_if_interrupted()
     loss = all_reduce_sum([float(loss_sum) / steps], device, d)[0] / d.world
     if not math.isfinite(loss):
         raise ValueError(f"epoch {epoch}: training loss is {loss} (the run diverged); lower --learn-rate, or "

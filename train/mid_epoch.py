@@ -10,7 +10,9 @@ loader replays the skipped batches' reads and draws without decoding: train/load
 masks and lighting, and the same epoch metrics: on the CPU the final weights equal an
 uninterrupted run's bit for bit (tests/test_mid_epoch.py kills one with SIGKILL). A single-process
 run that gets Ctrl-C or SIGTERM (a spot notice, a session's end) also saves at the next step
-boundary before it stops, so a polite stop loses nothing at all.
+boundary before it stops, so a polite stop during training loses nothing; one during the
+holdout evaluation at an epoch's end loses the steps since the last save (at most
+`--checkpoint-every` minutes' worth), as the epoch's own save comes after that evaluation.
 """
 from __future__ import annotations
 
@@ -101,11 +103,15 @@ class MidEpochSaver:
         self.last = time.monotonic()
 
     def __call__(self, step: int, progress, lighting: torch.Generator) -> None:
-        if self.interval_s <= 0 or step >= self.steps:  # the epoch's end saves last.pt anyway
+        if self.interval_s <= 0:
+            return
+        stopping = not self.d.enabled and interrupt_pending()
+        # the epoch's end saves last.pt after its holdout evaluation, which a pending signal stops
+        # first: the last step is then saved like any other (the resumed epoch has no steps left)
+        if step >= self.steps and not stopping:
             return
         if self.d.enabled and step % SYNC_EVERY:
             return
-        stopping = not self.d.enabled and interrupt_pending()
         due = float(stopping or (self.d.is_main and time.monotonic() - self.last >= self.interval_s))
         if self.d.enabled:
             due = all_reduce_sum([due], self.device, self.d)[0]
