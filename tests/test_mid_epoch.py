@@ -157,11 +157,12 @@ def test_a_signal_saves_the_step_before_the_run_stops(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("awaited", [2, 3])
+@pytest.mark.parametrize("awaited", [2, 3, "holdout"])
 def test_a_signal_while_a_batch_is_awaited_loses_no_step(tiny_shards, tmp_path, monkeypatch, awaited):
     """The signal comes while epoch 1's batch `awaited` is being fetched (where a loaded machine's
-    main process waits most; batch 3 is the epoch's last): the run stops after training it, with
-    it saved, and the resumed run ends with the uninterrupted run's weights."""
+    main process waits most; batch 3 is the epoch's last), or as its holdout evaluation starts:
+    the run stops with every step it trained saved, and the resumed run ends with the
+    uninterrupted run's weights."""
     import shared.exit_status as exit_status
     import train.loop as loop
     from shared.exit_status import RunStopped
@@ -181,13 +182,25 @@ def test_a_signal_while_a_batch_is_awaited_loses_no_step(tiny_shards, tmp_path, 
             if stream.epoch == 1 and i + 2 == awaited:  # fetching batch `awaited` (1-based) now
                 exit_status._PENDING.append(signal.SIGTERM)
 
-    monkeypatch.setattr(loop, "iterate_train_batches", signalled_while_fetching)
+    real_evaluate, holdouts = loop.evaluate, []
+
+    def signalled_in_the_holdout(*args, desc, **kwargs):
+        holdouts.append(desc)
+        if holdouts.count("holdout") == 2:  # epoch 1's
+            exit_status._PENDING.append(signal.SIGTERM)
+        return real_evaluate(*args, desc=desc, **kwargs)
+
+    if awaited == "holdout":
+        monkeypatch.setattr(loop, "evaluate", signalled_in_the_holdout)
+    else:
+        monkeypatch.setattr(loop, "iterate_train_batches", signalled_while_fetching)
     with pytest.raises(RunStopped, match="interrupted"):
         run("stopped")
     exit_status._PENDING.clear()
     monkeypatch.setattr(loop, "iterate_train_batches", real)
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
     last = tmp_path / "stopped" / "last.pt"
-    assert load_checkpoint(last)["in_epoch"]["step"] == awaited
+    assert load_checkpoint(last)["in_epoch"]["step"] == (3 if awaited == "holdout" else awaited)
     run("stopped", resume=last)
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(last)
     assert a["epoch"] == b["epoch"] == 1

@@ -334,9 +334,13 @@ def run_epoch(run: Run, epoch: int) -> None:
                                     progress=progress, after_step=saver)
     batches.close()  # shuts the epoch's loader workers down
     held_start = time.perf_counter()
-    holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
-    held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp, d=d,
-                    desc="holdout")
+    try:
+        holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
+        held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp,
+                        d=d, desc="holdout")
+    except KeyboardInterrupt:
+        saver.save_if_stopped_after_the_last_step()  # the epoch's steps outlive the stop
+        raise
     if not cfg.fast_dev_run:
         check_evaluated("holdout", held["samples"], run.manifest, cfg.shards)
     drop = run.schedule.step(epoch, held["error@1"])

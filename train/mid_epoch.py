@@ -10,9 +10,9 @@ loader replays the skipped batches' reads and draws without decoding: train/load
 masks and lighting, and the same epoch metrics: on the CPU the final weights equal an
 uninterrupted run's bit for bit (tests/test_mid_epoch.py kills one with SIGKILL). A single-process
 run that gets Ctrl-C or SIGTERM (a spot notice, a session's end) also saves at the next step
-boundary before it stops, so a polite stop during training loses nothing; one during the
-holdout evaluation at an epoch's end loses the steps since the last save (at most
-`--checkpoint-every` minutes' worth), as the epoch's own save comes after that evaluation.
+boundary before it stops (or, stopped in the holdout evaluation at an epoch's end, saves the
+epoch's last step: the resumed epoch has no steps left and evaluates), so a polite stop loses
+nothing at all.
 """
 from __future__ import annotations
 
@@ -94,13 +94,15 @@ class MidEpochSaver:
     """Called by train_one_epoch after every step; saves when `minutes` have passed since the
     epoch began or since the last save (all ranks agree: rank 0's clock decides), and, in a
     single-process run, at once when Ctrl-C or SIGTERM has come (a spot instance's notice, a
-    session's end): the run then stops at the next step with nothing lost. Under DDP a signal
+    session's end): the run then stops after the step under way, or in the holdout evaluation
+    after the epoch's last step, with nothing lost. Under DDP a signal
     stops the ranks without that save (they would have to agree on the step first); the last
     timed save is kept."""
 
     def __init__(self, minutes: float, steps: int, d: Dist, device: torch.device, save):
         self.interval_s, self.steps, self.d, self.device, self.save = minutes * 60, steps, d, device, save
         self.last = time.monotonic()
+        self.finished = None  # the last step's (progress, lighting), unsaved: the epoch's end saves
 
     def __call__(self, step: int, progress, lighting: torch.Generator) -> None:
         if self.interval_s <= 0:
@@ -109,6 +111,7 @@ class MidEpochSaver:
         # the epoch's end saves last.pt after its holdout evaluation, which a pending signal stops
         # first: the last step is then saved like any other (the resumed epoch has no steps left)
         if step >= self.steps and not stopping:
+            self.finished = (progress, lighting)
             return
         if self.d.enabled and step % SYNC_EVERY:
             return
@@ -122,3 +125,10 @@ class MidEpochSaver:
         if self.d.is_main:
             self.save(current, ranks)
         self.last = time.monotonic()
+
+    def save_if_stopped_after_the_last_step(self) -> None:
+        """A signal stopped the holdout evaluation that follows the epoch's last step: that step
+        is saved as if the signal had come during it (the evaluation draws no random numbers,
+        so the saved draws are still the ones the next epoch starts from)."""
+        if self.finished is not None and interrupt_pending():
+            self(self.steps, *self.finished)
