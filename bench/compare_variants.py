@@ -28,7 +28,8 @@ from train.config import TrainConfig
 from train.loader import EvalShards, SampleRules, TrainStream, iterate_train_batches
 from train.dataset_folder import dataset_input_stats, load_dataset
 from train.distributed import Dist
-from train.loop import evaluate, seed_epoch, train_one_epoch
+from train.evaluation import evaluate
+from train.loop import seed_epoch, train_one_epoch
 from train.model import build_model
 from train.optim import build_optimizer
 

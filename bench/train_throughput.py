@@ -41,7 +41,8 @@ from train.loader import EvalShards, SampleRules, TrainStream, iterate_train_bat
 from train.dataset_folder import load_dataset  # noqa: E402
 from train.device import autocast_for, eval_workers, prepare_device, resolve_precision  # noqa: E402
 from train.distributed import Dist  # noqa: E402
-from train.loop import evaluate, train_one_epoch  # noqa: E402
+from train.evaluation import evaluate  # noqa: E402
+from train.loop import train_one_epoch  # noqa: E402
 from train.model import Architecture, build_model  # noqa: E402
 from train.optim import build_optimizer  # noqa: E402
 

@@ -12,7 +12,8 @@ from train.augment import DeviceAugment, input_stats
 from train.loader import EvalShards, SampleRules, make_loader
 from train.dataset_folder import load_dataset
 from train.distributed import Dist
-from train.loop import evaluate, seed_epoch, train_one_epoch
+from train.evaluation import evaluate
+from train.loop import seed_epoch, train_one_epoch
 from train.model import AlexNet, Architecture, build_model
 from train.optim import build_optimizer
 

@@ -102,8 +102,11 @@ def write_tiny_imagenet(root: Path, per_class: int = 3, seed: int = 1) -> dict:
     return {"labels": labels}
 
 
-def _idx_bytes(array: np.ndarray) -> bytes:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+def idx_bytes(array: np.ndarray, dtype_code: int = 0x08) -> bytes:
+    """An idx file as LeCun's page specifies it: 0, 0, the data type (0x08 = uint8), the number
+    of dimensions, each size big-endian, then the data (written as uint8 whatever the code says,
+    so that a test can claim another type)."""
+    header = struct.pack(">BBBB", 0, 0, dtype_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -128,7 +131,7 @@ def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 30, n_test: in
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
         for kind, dims, array in (("images", 3, images), ("labels", 1, labels)):
             name = IDX_NAMING[naming](prefix, kind, dims)
-            raw_bytes = _idx_bytes(array)
+            raw_bytes = idx_bytes(array)
             (raw / name).write_bytes(gzip.compress(raw_bytes) if name.lower().endswith(".gz") else raw_bytes)
         data[prefix] = (images, labels)
     return data
@@ -181,3 +184,10 @@ def write_class_folders(root: Path, classes=("cat", "dog"), per_class: int = 5, 
             for n in range(per_class if split != "val" else 2):
                 random_image(rng, 48, 40).save(folder / f"{n:04d}.jpg", quality=90)
     (root / (("train/" if with_val else "") + classes[0]) / "notes.txt").write_text("not an image")
+
+
+def cut_mid_member(path: Path) -> None:
+    """A file cut off halfway, as a full disk or a killed copy leaves it (a tar shard ends
+    inside a member)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2 + 100])

@@ -9,7 +9,7 @@ import torchvision.transforms.functional as TF
 from shared.stats import RgbStats
 from augment_reference import augment_one_reference, random_crop_flip
 from train.augment import DeviceAugment, centre_crop, input_stats, ten_views
-from train.loop import count_topk_correct
+from train.evaluation import count_topk_correct
 
 
 def make_stats() -> RgbStats:
@@ -120,7 +120,7 @@ def test_ten_view_evaluation_averages_softmax_over_the_views():
     """evaluate() against the §4.1 rule written out: softmax of each of the ten views,
     averaged, then top-1 and top-5 among 8 classes."""
     from train.distributed import Dist
-    from train.loop import evaluate
+    from train.evaluation import evaluate
 
     stats, model = make_stats(), ViewSensitive()
     augment = DeviceAugment(input_stats(stats, "mean", 224), 0.1, torch.device("cpu"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from command_helpers import children
 from make_fixtures import random_image
 from prep.config import PrepConfig
 from prep.detect_layout import read_source
@@ -82,19 +83,6 @@ def slow_src(tmp_path_factory) -> Path:
 def prep_cmd(src: Path, out: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "prep", "shard", "--src", str(src), "--shard-size", "4", "--workers",
             str(workers), "--out", str(out)]
-
-
-def children(pid: int) -> list[int]:
-    """`pid`'s child processes, as listed by each of its threads; a thread that ended between
-    the listing and the read is passed over (its children pass to a thread still listed: a
-    suite run once failed on a loader's thread that had just ended)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
 
 
 def alive(pid: int) -> bool:

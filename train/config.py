@@ -13,6 +13,7 @@ from shared.manifest import TASKS
 
 from .architecture import Architecture
 
+FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the PyTorch replication's Adam (README, "Sources")
 
 

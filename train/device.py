@@ -65,7 +65,7 @@ def resolve_precision(device: torch.device, requested: str) -> Precision:
     """--precision auto: bf16 autocast on CUDA and on a CPU with bf16 units, fp32 elsewhere.
     Under autocast the weights, their gradients and the optimizer's state stay fp32, and so
     do the loss (autocast's fp32 list), the LRN's sum and power (train/lrn.py) and the
-    softmax of the evaluation (train/loop.py)."""
+    softmax of the evaluation (train/evaluation.py)."""
     if requested != "auto":
         return Precision(requested, requested, "--precision " + requested)
     if device.type == "cuda":

@@ -14,7 +14,7 @@ from .dataset_folder import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
 from .device import autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
-from .loop import final_evaluation
+from .evaluation import final_evaluation
 from .model import AlexNet, Architecture
 from .per_sample import require_ilsvrc_classes
 from .run_folder import FIGURE_NAMES, RESULTS_NAME, is_run_record

@@ -27,7 +27,7 @@ from .augment import DeviceAugment, InputStats
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .device import autocast_for, prepare_device, resolve_device, resolve_precision
-from .loop import view_probabilities
+from .evaluation import view_probabilities
 from .model import AlexNet, Architecture
 
 
