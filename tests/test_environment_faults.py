@@ -142,4 +142,3 @@ def test_holdout_shard_replaced_during_training_is_caught_before_evaluating(tiny
     result = train_cli("--shards", root, "--epochs", "1", "--steps-per-epoch", "1", "--logdir", tmp_path / "runs",
                        *SMALL_FLAGS)
     one_line_error(result, 2, holdout.name, "manifest says")
-

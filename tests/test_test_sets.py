@@ -4,14 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from command_helpers import train_cli
 from imagenet_forms import make_images, write_imagenetv2, write_kaggle, write_real_json
 from prep.compute_stats import compute_rgb_stats
 from prep.config import PrepConfig
 from prep.detect_layout import read_source
 from prep.write_shards import write_dataset
-from train.cli import app
 from train.config import TrainConfig
 from train.loop import train
 from small_run import SMALL
@@ -41,12 +40,8 @@ def imagenet(tmp_path_factory) -> dict:
             "base": base}
 
 
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_imagenetv2_evaluated_with_an_imagenet_checkpoint(imagenet):
-    result = cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["v2"], "--device", "cpu",
+    result = train_cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["v2"], "--device", "cpu",
                  "--workers", "0", "--no-figures")
     assert result.exit_code == 0, result.output
     folder = imagenet["run"] / "imagenetv2-matched-frequency"  # never the run's own val results.json
@@ -57,13 +52,13 @@ def test_imagenetv2_evaluated_with_an_imagenet_checkpoint(imagenet):
 
 
 def test_training_on_an_evaluation_only_set_is_refused(imagenet, tmp_path):
-    result = cli("--shards", imagenet["v2"], "--fast-dev-run", "--logdir", tmp_path, "--device", "cpu")
+    result = train_cli("--shards", imagenet["v2"], "--fast-dev-run", "--logdir", tmp_path, "--device", "cpu")
     assert result.exit_code == 2 and "evaluation-only" in result.output
 
 
 def test_real_error_equals_the_predictions_file_scored_by_hand(imagenet, tmp_path):
     preds = tmp_path / "preds.jsonl"
-    result = cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["shards"], "--device",
+    result = train_cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["shards"], "--device",
                  "cpu", "--workers", "0", "--no-figures", "--out", tmp_path / "e", "--real-labels", imagenet["real"],
                  "--predictions", preds)
     assert result.exit_code == 0, result.output
@@ -84,7 +79,7 @@ def test_real_error_equals_the_predictions_file_scored_by_hand(imagenet, tmp_pat
     c_err1 = 1 - sum(r["centre_top5"][0] in by_key[r["key"]] for r in scored) / len(scored)
     assert results["real"]["error@1"] == pytest.approx(err1) and results["real"]["error@5"] == pytest.approx(err5)
     assert results["real"]["centre_error@1"] == pytest.approx(c_err1)
-    table = cli("table", tmp_path / "e")
+    table = train_cli("table", tmp_path / "e")
     assert "(10 scored)" in table.output and "Published figures" in table.output and "0.407 / 0.182" in table.output
 
 
@@ -97,14 +92,14 @@ def test_real_error_equals_the_predictions_file_scored_by_hand(imagenet, tmp_pat
 def test_malformed_real_json_is_refused(imagenet, tmp_path, content, words):
     bad = tmp_path / "real.json"
     bad.write_text(json.dumps(content))
-    result = cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["shards"], "--device",
+    result = train_cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["shards"], "--device",
                  "cpu", "--workers", "0", "--no-figures", "--out", tmp_path / "e", "--real-labels", bad)
     assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output
 
 
 def test_real_labels_match_by_key_not_position(imagenet, tmp_path):
     """On a dataset whose keys are not ImageNet's val files, ReaL is refused, not misapplied."""
-    result = cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["v2"], "--device",
+    result = train_cli("evaluate", "--checkpoint", imagenet["run"] / "best.pt", "--shards", imagenet["v2"], "--device",
                  "cpu", "--workers", "0", "--no-figures", "--out", tmp_path / "e", "--real-labels", imagenet["real"])
     assert result.exit_code == 2 and "ReaL labels cover ImageNet's val images" in result.output
 
@@ -112,6 +107,6 @@ def test_real_labels_match_by_key_not_position(imagenet, tmp_path):
 def test_a_bad_real_json_is_refused_before_training_starts(imagenet, tmp_path):
     bad = tmp_path / "real.json"
     bad.write_text("[[0]]")
-    result = cli("--shards", imagenet["shards"], "--fast-dev-run", "--logdir", tmp_path / "runs", "--device", "cpu",
+    result = train_cli("--shards", imagenet["shards"], "--fast-dev-run", "--logdir", tmp_path / "runs", "--device", "cpu",
                  "--workers", "1", "--real-labels", bad)
     assert result.exit_code == 2 and "50,000 lists" in result.output and not (tmp_path / "runs").exists()

@@ -152,5 +152,3 @@ def log_scalars(writer, prefix: str, metrics: dict, step: int) -> None:
     for key, value in metrics.items():
         if key not in ("samples", "views"):
             writer.add_scalar(f"{prefix}/{key}", value, step)
-
-
