@@ -115,6 +115,8 @@ def shard(
         check_out_outside_src(cfg.src, target)
         typer.echo(f"{cfg.src}: layout {source.layout}, {len(source.classes)} classes, "
                    + ", ".join(f"{k} {len(v):,d}" for k, v in source.items.items()) + f" -> {target}")
+        if source.reading:
+            typer.echo(f"  {source.reading}")
         manifest = write_dataset(source, cfg, target)
     if manifest is None:
         return

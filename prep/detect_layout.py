@@ -48,7 +48,7 @@ def form_for(src, task: str):
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src}: no such folder")
     for form in forms:
-        if form.detect(src) == task:
+        if form.fits(src) if hasattr(form, "fits") else form.detect(src) == task:
             return form
     raise ValueError(f"--src {src}: not {task} in a form this tool reads. Expected:\n{looked_for(forms)}")
 

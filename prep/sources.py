@@ -45,6 +45,7 @@ class Source:
     skipped: list[Skip] = field(default_factory=list)  # inputs that cannot be labelled
     ignored: list[dict] = field(default_factory=list)  # folders/files deliberately left out
     read_record: Callable | None = None  # array forms: (root, item) -> the record's PIL image
+    reading: str = ""  # one line: why this reading of an ambiguous shape (ImageNet or a subset of it)
 
     def skip(self, path: Path, split: str, reason: str) -> None:
         self.skipped.append(Skip(relative(path, self.root), split, reason))

@@ -121,7 +121,12 @@ def write_official(root: Path, images: dict) -> Path:
 
 
 def write_reference_folders(root: Path, images: dict, devkit: bool) -> Path:
-    """torchvision's ImageNet folders: train/<wnid>/, val/<wnid>/ (the devkit kept beside)."""
+    """torchvision's ImageNet folders: train/<wnid>/, val/<wnid>/, the devkit kept beside, or else
+    a folder for each of the 1,000 classes (the others empty): either says "ImageNet" (a few wnid
+    folders alone are a subset: prep/forms/imagenet_subset.py)."""
+    if not devkit:
+        for wnid, _ in table():
+            (root / "train" / wnid).mkdir(parents=True, exist_ok=True)
     for wnid, stem, data in images["train"]:
         (root / "train" / wnid).mkdir(parents=True, exist_ok=True)
         (root / "train" / wnid / f"{stem}.JPEG").write_bytes(data)

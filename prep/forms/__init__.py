@@ -4,9 +4,11 @@ Each module holds its own rules and says, at its end, what the registry needs: L
 in manifest.json), HOLDS (what --src holds: the "looked for" refusal and the README's table are
 made of these), OWN_IDS (file stems are the dataset's own image ids: a repeat is ambiguous),
 `detect(src)` (the --form value it sees in src, or None; it may refuse a near miss naming what
-does not match), `read(src, task)` -> Source, and where it applies DOWNLOADS (torchvision fetches
-it into --src) and `read_record` (array files: a record -> image). Detection is the first form of
-FORMS whose `detect` answers. Adding a form touches its module and this list.
+does not match), `read(src, task)` -> Source, and where it applies `fits(src)` (whether a --form
+naming it may read src, where that is wider than what detection gives it: ImageNet and a subset of
+it share one shape), DOWNLOADS (torchvision fetches it into --src) and `read_record` (array files:
+a record -> image). Detection is the first form of FORMS whose `detect` answers. Adding a form
+touches its module and this list.
 
 Nothing is imported here but the list: `alexnet-prep --help` and prep/config.py read TASKS."""
 from __future__ import annotations
@@ -21,6 +23,7 @@ FORMS = (
     ("ilsvrc_archives", ("imagenet",)),
     ("huggingface", ("imagenet",)),
     ("imagenet_folders", ("imagenet",)),
+    ("imagenet_subset", ("imagenet-subset",)),
     ("imagenetv2", ("imagenetv2",)),
     ("cifar", ("cifar10", "cifar100")),
     ("idx", ("mnist", "fashion-mnist")),
