@@ -45,6 +45,8 @@ from train.evaluation import evaluate  # noqa: E402
 from train.loop import train_one_epoch  # noqa: E402
 from train.model import Architecture, build_model  # noqa: E402
 from train.optim import build_optimizer  # noqa: E402
+from train.model import set_forms  # noqa: E402
+from step_variants import DEFAULT, DeviceLighting  # noqa: E402  (bench/, the script's own folder)
 
 # name -> (precision, lrn, compile, allocator setting, model); "f" rows add (workers, threads)
 CPU_CONFIGS = {
@@ -109,6 +111,10 @@ def eval_rate(model, shards: Path, manifest, norm, device, amp, batch: int, batc
     if device.type == "cuda":
         torch.cuda.synchronize()
     return m["samples"] * 10 / (time.perf_counter() - start)
+
+
+def augment_for_forms(forms: dict, inputs, device) -> DeviceAugment:
+    return (DeviceLighting if forms["lighting"] == "device" else DeviceAugment)(inputs, 0.1, device)
 
 
 def train_stream(shards: Path, manifest, batch: int, decode: str = "worker") -> TrainStream:
@@ -227,16 +233,21 @@ def cuda_plan(args) -> None:
     device = torch.device(args.device)  # "cpu" only in a dry run of this plan's logic
     manifest, stats = load_dataset(args.shards)
     amp = autocast_for(device, resolve_precision(device, "auto"))
-    norm = DeviceAugment(input_stats(stats, "mean", 224), 0.1, device)
+    # the step's forms: today's, or those bench/step_variants.py found fastest (its fastest.json)
+    forms = json.loads(args.forms.read_text()) if args.forms else dict(DEFAULT)
+    norm = augment_for_forms(forms, input_stats(stats, "mean", 224), device)
     model = build("paper", "as-run", manifest.num_classes, device)
-    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005)
-    net = torch.compile(model)
+    set_forms(model, conv=forms["conv"], lrn=forms["lrn"], dropout=forms["dropout"])
+    opt = build_optimizer(model, "sgd", 0.01, 0.9, 0.0005, impl=forms["opt"])
+    net = model if forms["compile"] == "none" else \
+        torch.compile(model, mode=None if forms["compile"] == "default" else forms["compile"])
     torch.backends.cudnn.benchmark = True
-    print(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}, bf16 autocast, channels_last, "
-          f"torch.compile, loader workers {args.workers}, {args.steps} timed steps")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {name}, torch {torch.__version__}, bf16 autocast, channels_last, forms "
+          f"{json.dumps(forms)}, loader workers {args.workers}, {args.steps} timed steps")
     print("| measurement | rate |\n|---|---|", flush=True)
     a = {}
-    for b in (args.batch_size, 512):
+    for b in (args.batch_size, 4 * args.batch_size):  # §5's 128 and 512
         start = time.perf_counter()
         a[b], first = timed_steps(net, opt, itertools.repeat(synthetic(b, manifest.num_classes, device)),
                                   args.steps, args.warmup, norm, device, amp)
@@ -285,6 +296,10 @@ def main() -> None:
                     help="cuda: torch.profiler's top operators of (a) [on]")
     ap.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
                     help="cuda: (a) also with LRN off and for torchvision's alexnet, ~40 s of compile each [on]")
+    ap.add_argument("--forms", type=Path, help="cuda: the step's forms, a fastest.json of bench/step_variants.py "
+                                               "[today's]")
+    ap.add_argument("--plan", choices=["cpu", "cuda"], help="which plan [the device's]: --plan cuda --device cpu "
+                                                         "dry-runs the CUDA plan's logic (bench/gpu_session.sh)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cuda = args.device == "cuda"
@@ -297,7 +312,7 @@ def main() -> None:
     args.workers = args.workers if args.workers is not None else max(1, (torch.multiprocessing.cpu_count() or 2) - 1)
     if args.one:
         print(json.dumps(one_cpu_config(args)))
-    elif cuda:
+    elif (args.plan or args.device) == "cuda":
         cuda_plan(args)
     else:
         cpu_plan(args)

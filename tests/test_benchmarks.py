@@ -30,6 +30,23 @@ def test_train_throughput_runs_on_cpu(tiny_shards):
         assert row in out, out
 
 
+def test_step_variants_and_the_cuda_plan_run_on_cpu(tiny_shards, tmp_path):
+    """bench/gpu_session.sh's issue-45 steps, as its CPU dry run calls them: the forms' check, rows
+    with a changed factor and their combination, fastest.json and a profile; then the CUDA plan of
+    train_throughput.py (model-only, end-to-end, 10-view) with those forms."""
+    out = run_script("bench/step_variants.py", "--device", "cpu", "--rows", "default,opt=foreach,combined",
+                     "--compile", "none", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--profile-steps", "1",
+                     "--out", str(tmp_path))
+    assert "check: conv=block-diagonal lrn=avg-pool" in out and "| opt=foreach | opt=foreach |" in out, out
+    assert (tmp_path / "fastest.json").is_file() and list(tmp_path.glob("profile-*.txt")), out
+    out = run_script("bench/train_throughput.py", "--shards", str(tiny_shards), "--plan", "cuda", "--device", "cpu",
+                     "--workers", "1", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--eval-batches", "1",
+                     "--eval-batch-size", "4", "--no-profile", "--no-variants", "--forms", str(tmp_path / "fastest.json"))
+    for row in ("| (a) model-only training, batch 4 |", "| (a) model-only training, batch 16 |",
+                "| (b)/(a), --decode worker |", "| (c) 10-view evaluation"):
+        assert row in out, out
+
+
 def test_loader_throughput_runs(tiny_shards):
     out = run_script("bench/loader_throughput.py", "--shards", str(tiny_shards), "--images", "64",
                      "--batch-size", "8", "--buffer", "8", "--workers", "1")

@@ -2,17 +2,19 @@
 the `size` maps around i, within each of `groups` blocks of maps (cuda-convnet's window,
 clipped at the ends: the maps beyond a block's edge count as zeros).
 
-Two formulations of the same function:
+Formulations of the same function:
 - `lrn_reference`: torch operations (squares, a zero-padded shifted sum, pow), differentiated
   by autograd. Used on CUDA, where inductor fuses it into one kernel, under torch.compile,
   and as the tests' and the benchmark's reference.
+- `lrn_avg_pool`: the window sum as an average pool, as nn.LocalResponseNorm has it (a
+  GPU form: bench/step_variants.py times it against the reference).
 - `CpuLrn`: on the CPU, one pass forward and one backward per row of channels (the
   channels_last layout the model runs in puts a position's maps side by side), compiled by
   numba, fp32 inside whatever the input's dtype, the backward written out. Measured on this
   project's 2-core CPU (batch 32, bf16 autocast, bench/train_throughput.py): the reference's
   ~15 elementwise passes over conv1's 37 MB of activations and their autograd graph took
   more time than all the convolutions together.
-Both keep the sum of squares and the power in fp32 (at least): in bf16 the alpha * sum term
+All keep the sum of squares and the power in fp32 (at least): in bf16 the alpha * sum term
 (~2e-5 x a sum of squares) would lose most of its digits against k = 2.
 """
 from __future__ import annotations
@@ -38,6 +40,20 @@ def lrn_reference(x: torch.Tensor, alpha_per_term: float, groups: int, size: int
     half = size // 2
     padded = F.pad(sq, (0, 0, 0, 0, half, size - 1 - half))  # zero maps at each group's ends
     window = sum(padded[:, :, j:j + per_group] for j in range(size)).reshape(b, c, h, w)
+    return (xf / (k + alpha_per_term * window).pow(beta)).to(x.dtype)
+
+
+def lrn_avg_pool(x: torch.Tensor, alpha_per_term: float, groups: int, size: int, k: float,
+                 beta: float) -> torch.Tensor:
+    """`lrn_reference`'s function with the window sum as an average pool over the squared maps
+    (times `size`), as nn.LocalResponseNorm computes it, within each group: equal to fp32
+    rounding. A form for GPUs, where a pooling kernel may beat the shifted sum's slices."""
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    b, c, h, w = xf.shape
+    half = size // 2
+    sq = xf.square().reshape(b * groups, 1, c // groups, h, w)
+    padded = F.pad(sq, (0, 0, 0, 0, half, size - 1 - half))
+    window = F.avg_pool3d(padded, (size, 1, 1), stride=1).reshape(b, c, h, w) * size
     return (xf / (k + alpha_per_term * window).pow(beta)).to(x.dtype)
 
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from .architecture import (FC_WIDTH, KERNELS, LRN_BETA, LRN_K, LRN_SCALE, LRN_SIZE, Architecture, conv1_pads,
                            feature_side)
-from .lrn import local_response_norm
+from .lrn import local_response_norm, lrn_avg_pool
 
 class LocalResponseNorm(nn.Module):
     """§3.3: b_i = a_i / (k + alpha_per_term * sum_j a_j^2)^beta over the `size` maps around
@@ -51,7 +51,11 @@ class LocalResponseNorm(nn.Module):
         super().__init__()
         self.alpha_per_term, self.groups, self.size, self.k, self.beta = alpha_per_term, groups, size, k, beta
 
+    form = "shifted-sum"  # or "avg-pool": the same function, train/lrn.py (bench/step_variants.py times both)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "avg-pool":
+            return lrn_avg_pool(x, self.alpha_per_term, self.groups, self.size, self.k, self.beta)
         return local_response_norm(x, self.alpha_per_term, self.groups, self.size, self.k, self.beta)
 
     def extra_repr(self) -> str:
@@ -72,6 +76,8 @@ class Dropout(nn.Module):
     the kept outputs unscaled and multiplies by (1 - p) at test time, "inverted" scales the
     kept outputs by 1 / (1 - p) and is the identity at test time."""
 
+    form = "mask"  # or "native": the same distribution from another random stream (bench/step_variants.py)
+
     def __init__(self, p: float, mode: str):
         super().__init__()
         self.p, self.mode = p, mode
@@ -81,11 +87,61 @@ class Dropout(nn.Module):
             return x
         if not self.training:
             return x * (1 - self.p) if self.mode == "paper" else x
+        if self.form == "native":  # torch's one-kernel dropout (x * keep / (1 - p)), rescaled for "paper"
+            y = F.dropout(x, self.p, training=True)
+            return y * (1 - self.p) if self.mode == "paper" else y
         keep = torch.empty_like(x).bernoulli_(1 - self.p)
         return x * keep if self.mode == "paper" else x * keep / (1 - self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"
+
+
+class TowerConv2d(nn.Conv2d):
+    """§3.2's towers: a convolution whose kernels see only their own tower's maps. One set of
+    parameters, nn.Conv2d's grouped layout (so checkpoints do not depend on the form), and
+    three ways to compute the same function (tests/test_step_variants.py checks them against
+    each other; bench/step_variants.py times them on a GPU):
+    "grouped"         the library's grouped kernel (cuDNN, oneDNN);
+    "per-tower"       each tower's own dense convolution, outputs concatenated;
+    "block-diagonal"  one dense convolution whose weight holds each tower's kernels on the
+                      diagonal and zeros elsewhere: twice the multiply-adds, but the dense
+                      kernels a GPU library tunes most (the zeros are built from no parameter,
+                      so they get no gradient)."""
+
+    form = "grouped"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1 or self.form == "grouped":
+            return super().forward(x)
+        g = self.groups
+        weights, biases = self.weight.chunk(g, 0), self.bias.chunk(g, 0)
+        if self.form == "per-tower":
+            return torch.cat([F.conv2d(xi, w, b, self.stride, self.padding)
+                              for xi, w, b in zip(x.chunk(g, 1), weights, biases)], 1)
+        per_in = self.weight.shape[1]
+        rows = [torch.cat([w if j == i else w.new_zeros(w.shape[0], per_in, *w.shape[2:]) for j in range(g)], 1)
+                for i, w in enumerate(weights)]
+        return F.conv2d(x, torch.cat(rows, 0), self.bias, self.stride, self.padding)
+
+
+FORMS = {"conv": ("grouped", "per-tower", "block-diagonal"), "lrn": ("shifted-sum", "avg-pool"),
+         "dropout": ("mask", "native")}
+
+
+def set_forms(model: "AlexNet", conv: str = "grouped", lrn: str = "shifted-sum", dropout: str = "mask") -> None:
+    """How the model computes its function (FORMS), never what it computes: the parameters, the
+    checkpoints and Architecture stay as they are."""
+    for kind, value in (("conv", conv), ("lrn", lrn), ("dropout", dropout)):
+        if value not in FORMS[kind]:
+            raise ValueError(f"{kind} form {value!r}: expected one of {', '.join(FORMS[kind])}")
+    for module in model.modules():
+        if isinstance(module, TowerConv2d):
+            module.form = conv
+        elif isinstance(module, LocalResponseNorm):
+            module.form = lrn
+        elif isinstance(module, Dropout):
+            module.form = dropout
 
 
 class AlexNet(nn.Module):
@@ -96,10 +152,10 @@ class AlexNet(nn.Module):
         g = 2 if arch.towers == "two" else 1  # §3.2: each GPU sees only its own maps here
         self.conv1_pads = conv1_pads(arch.crop, arch.conv1_padding)
         self.conv1 = nn.Conv2d(3, k1, 11, stride=4)  # §3.5: 96x55x55 (padding applied in forward)
-        self.conv2 = nn.Conv2d(k1, k2, 5, padding=2, groups=g)  # §3.5: 256x27x27 (after pool1)
+        self.conv2 = TowerConv2d(k1, k2, 5, padding=2, groups=g)  # §3.5: 256x27x27 (after pool1)
         self.conv3 = nn.Conv2d(k2, k3, 3, padding=1)  # §3.5: 384x13x13, sees both GPUs' maps
-        self.conv4 = nn.Conv2d(k3, k4, 3, padding=1, groups=g)  # §3.5: 384x13x13
-        self.conv5 = nn.Conv2d(k4, k5, 3, padding=1, groups=g)  # §3.5: 256x13x13
+        self.conv4 = TowerConv2d(k3, k4, 3, padding=1, groups=g)  # §3.5: 384x13x13
+        self.conv5 = TowerConv2d(k4, k5, 3, padding=1, groups=g)  # §3.5: 256x13x13
         side = feature_side(arch)
         self.fc6 = nn.Linear(k5 * side * side, FC_WIDTH)  # §3.5: 4096 (input: pool5 256x6x6)
         self.fc7 = nn.Linear(FC_WIDTH, FC_WIDTH)  # §3.5: 4096
