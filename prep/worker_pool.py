@@ -31,7 +31,7 @@ class PrepInterrupted(RunStopped):
 
 
 class _Stop(BaseException):
-    """Raised in the main process by SIGINT or SIGTERM (BaseException: nothing swallows it)."""
+    """Raised in the main process by SIGINT, SIGTERM or SIGHUP (BaseException: nothing swallows it)."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -43,13 +43,15 @@ def _raise_stop(signum, frame):
 
 
 def stop_on_signals():
-    """SIGINT and SIGTERM become `_Stop` in the main process while the block runs."""
+    """SIGINT, SIGTERM and SIGHUP become `_Stop` in the main process while the block runs."""
     return interrupts_handled_by(_raise_stop)
 
 
 def worker_init(parent: int) -> None:
-    """Pool initializer: ignore SIGINT (the main process decides), die with the main process."""
+    """Pool initializer: ignore SIGINT and SIGHUP, which a terminal sends to the whole group (the
+    main process decides), die with the main process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent)
 

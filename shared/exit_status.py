@@ -34,18 +34,28 @@ class RunStopped(RuntimeError):
     how to continue."""
 
 
+# What stops a command politely, as Ctrl-C does: a scheduler's or `kill`'s SIGTERM, and SIGHUP --
+# a closed terminal or SSH session, the commonest way a long run dies (it used to exit 129 with no
+# word and no checkpoint).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or `kill`'s), raised in the main process as Ctrl-C is, so that
-    the same clean-up runs and the same one line is printed (it used to exit 143 in silence
-    while a loader worker lived on)."""
+    """SIGTERM or SIGHUP, raised in the main process as Ctrl-C is, so that the same clean-up
+    runs and the same one line is printed (SIGTERM used to exit 143 in silence while a loader
+    worker lived on)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
 
 
 def interruption(exc: KeyboardInterrupt) -> str:
-    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    return exc.name if isinstance(exc, Terminated) else "Ctrl-C"
 
 
 def _interrupt_for(signum: int) -> KeyboardInterrupt:
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _raise_now(signum, frame):
@@ -53,8 +63,9 @@ def _raise_now(signum, frame):
 
 
 def sigterm_as_interrupt() -> None:
-    """For the main process of a command: SIGTERM stops it as Ctrl-C does."""
-    signal.signal(signal.SIGTERM, _raise_now)
+    """For the main process of a command: SIGTERM and SIGHUP stop it as Ctrl-C does."""
+    for signum in STOP_SIGNALS[1:]:
+        signal.signal(signum, _raise_now)
 
 
 _PENDING: list[int] = []  # a signal waiting for the next safe point
@@ -68,8 +79,8 @@ def _defer(signum, frame):
 
 @contextmanager
 def interrupts_handled_by(handler):
-    """`handler` for Ctrl-C and SIGTERM while the block runs; the previous handlers after."""
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    """`handler` for STOP_SIGNALS while the block runs; the previous handlers after."""
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:

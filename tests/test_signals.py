@@ -84,9 +84,11 @@ def workers_in_their_own_group(run: int, deadline: float) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,to", [("SIGTERM", "process"), ("SIGTERM", "group"), ("SIGINT", "group")])
+@pytest.mark.parametrize("signum,to", [("SIGTERM", "process"), ("SIGTERM", "group"), ("SIGINT", "group"),
+                                       ("SIGHUP", "group")])
 def test_a_signal_stops_training_with_one_line_and_no_worker_left(start_training, tmp_path, signum, to):
-    """'group': what Ctrl-C in a terminal, `timeout` and `kill -- -PGID` do. The loader workers
+    """'group': what Ctrl-C in a terminal, a closed terminal or SSH session (SIGHUP), `timeout` and
+    `kill -- -PGID` do. SIGHUP used to end the run with 129, no word and no checkpoint. The loader workers
     were in the group and died first: the run ended as an internal error (seen under `timeout`
     in bench/gpu_session.sh)."""
     proc = start_training("--epochs", "50")
@@ -98,7 +100,7 @@ def test_a_signal_stops_training_with_one_line_and_no_worker_left(start_training
     os.killpg(proc.pid, sig) if to == "group" else proc.send_signal(sig)
     output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 1, output[-2000:]
-    said = "Ctrl-C" if signum == "SIGINT" else "SIGTERM"
+    said = "Ctrl-C" if signum == "SIGINT" else signum
     assert f"interrupted ({said})" in output and "--resume" in output, output[-2000:]
     assert "Traceback" not in output and "internal error" not in output, output[-2000:]
     time.sleep(1)
@@ -142,15 +144,17 @@ def test_a_killed_loader_worker_is_one_line_not_an_internal_error(start_training
     assert "Traceback" not in output and "internal error" not in output, output[-2000:]
 
 
-def test_signals_during_training_wait_for_a_safe_point_and_a_second_one_does_not():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signals_during_training_wait_for_a_safe_point_and_a_second_one_does_not(signum):
     """Raised anywhere, the interrupt landed in a destructor (swallowed: the run went on) or in
     torch.save (a broken zip writer, an internal error); deferred, it stops the next step."""
     with interrupts_at_safe_points():
-        os.kill(os.getpid(), signal.SIGTERM)  # lands here, during "a checkpoint save": nothing raised
-        with pytest.raises(Terminated):
+        os.kill(os.getpid(), signum)  # lands here, during "a checkpoint save": nothing raised
+        with pytest.raises(Terminated) as caught:
             raise_if_interrupted()
+        assert caught.value.name == signal.Signals(signum).name
         with pytest.raises(Terminated):
-            os.kill(os.getpid(), signal.SIGTERM)  # asked twice: at once
+            os.kill(os.getpid(), signum)  # asked twice: at once
     raise_if_interrupted()  # outside a run nothing is pending
     with interrupts_at_safe_points():
         os.kill(os.getpid(), signal.SIGINT)

@@ -375,5 +375,6 @@ def _loader_worker_init(parent: int, worker_id: int) -> None:
     # worker is killed by signal", seen under `timeout` in bench/gpu_session.sh's dry run).
     os.setpgrp()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     die_with_parent(parent)
