@@ -17,7 +17,8 @@ from typing import Optional
 
 import typer
 
-from shared.exit_status import DONE_WITH_SKIPS, error_boundary, fail, package_version, sigterm_as_interrupt
+from shared.exit_status import (DONE_WITH_SKIPS, error_boundary, fail, one_value_per_option_group, package_version,
+                                sigterm_as_interrupt)
 from shared.manifest import MANIFEST_NAME, Manifest, read_manifest
 from shared.stats import STATS_NAME
 
@@ -26,7 +27,7 @@ from .config import RANGES, PrepConfig
 # The stages' modules (numpy, Pillow, simplejpeg) are imported by the commands that run
 # them: `alexnet-prep --help` takes 0.08 s, not 0.2 (typer alone: 0.06).
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+app = typer.Typer(cls=one_value_per_option_group(), add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Offline stage: raw images -> 256x256 WebDataset shards + mean/PCA stats.")
 FIELDS = {f.name: f for f in fields(PrepConfig)}
 

@@ -148,6 +148,59 @@ def package_version() -> str:
         return "unknown (not installed: run from a checkout)"
 
 
+def _option_table(command) -> dict:
+    """Each option name of a (typer) command -> its parameter."""
+    return {o: p for p in command.params if getattr(p, "param_type_name", "") == "option"
+            for o in (*p.opts, *p.secondary_opts)}
+
+
+def repeated_option(command, args: list[str]) -> str | None:
+    """"--lr 0.1 and --learn-rate 0.2" where `args` give one option two values, through two of its
+    names or one name twice (the parser keeps the last without a word). Subcommands' options
+    are read after their name; options that may repeat (`figure1 --seed`) are not counted."""
+    seen: dict[str, tuple[str, str]] = {}  # option -> (value, as given)
+    table, i = _option_table(command), 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return None
+        subcommands = getattr(command, "commands", None) or {}
+        if arg in subcommands:
+            command, seen, table, i = subcommands[arg], {}, _option_table(subcommands[arg]), i + 1
+            continue
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in table and not arg.startswith("--") and arg[:2] in table:  # -j2
+            name, eq, inline = arg[:2], "=", arg[2:]
+        param, i = table.get(name), i + 1
+        if param is None or param.multiple or param.count:
+            continue
+        if param.is_flag:
+            value, shown = name, name  # --figures and --no-figures: two values
+        else:
+            if not eq:
+                inline, i = (args[i] if i < len(args) else ""), i + 1
+            value, shown = inline, f"{name} {inline}"
+        first = seen.setdefault(param.name, (value, shown))
+        if first[0] != value:
+            return f"{first[1]} and {shown}"
+    return None
+
+
+def one_value_per_option_group():
+    """The command group class both tools use: an option given two values is refused (exit 2)
+    before anything runs, as any other bad flag is."""
+    from typer.core import TyperGroup
+
+    class OneValuePerOption(TyperGroup):
+        def parse_args(self, ctx, args):
+            clash = repeated_option(self, list(args))
+            if clash is not None:
+                raise typer.BadParameter(f"{clash}: one option, two values; give it once", ctx=ctx)
+            return super().parse_args(ctx, args)
+
+    return OneValuePerOption
+
+
 def fail(message: str, code: int = REFUSED) -> NoReturn:
     """One red line on stderr, then exit with `code` (2: refused, nothing written)."""
     typer.secho(f"error: {message}", fg="red", err=True)

@@ -1,4 +1,5 @@
 """Both CLIs expose every config field as a flag with help, and prep never imports torch."""
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -133,3 +134,35 @@ def test_stats_and_verify_without_a_dataset_refuse(tmp_path):
         result = subprocess.run([sys.executable, "-m", "prep", command], cwd=tmp_path, capture_output=True,
                                 text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
         assert result.returncode == 2 and "pass --shards DIR" in result.stderr, (command, result.stderr)
+
+
+def test_one_option_given_two_values_is_refused_whatever_its_names():
+    """click keeps the last value without a word: `--lr 0.1 --learn-rate 0.2` trained at 0.2."""
+    from typer.testing import CliRunner
+
+    cases = [(train_app, ["--shards", "s", "--lr", "0.1", "--learn-rate", "0.2"], "--lr 0.1 and --learn-rate 0.2"),
+             (train_app, ["--shards", "s", "--epochs=3", "--epochs", "4"], "--epochs=3"),
+             (train_app, ["--shards", "s", "--figures", "--no-figures"], "--figures and --no-figures"),
+             (train_app, ["evaluate", "--checkpoint", "a", "--checkpoint", "b", "--shards", "s"], "--checkpoint a"),
+             (prep_app, ["shard", "--src", "s", "-j2", "--workers", "3"], "-j 2 and --workers 3")]
+    for app, args, said in cases:
+        result = CliRunner().invoke(app, args)
+        text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # the error box wraps its lines
+        assert result.exit_code == 2 and said.split("=")[0] in text and "give it once" in text, (args, text)
+    # the same value twice is one value; a repeatable option repeats
+    result = CliRunner().invoke(train_app, ["--epochs", "3", "--epochs", "3", "table", "x"])
+    assert "give it once" not in result.output
+    result = CliRunner().invoke(train_app, ["figure1", "--seed", "1", "--seed", "2", "--shards", "/nonexistent"])
+    assert "give it once" not in result.output
+
+
+def test_a_run_name_is_one_folder_inside_the_output_dir(tmp_path):
+    """`--run-name ../escape` wrote the run beside --output-dir with exit 0."""
+    from typer.testing import CliRunner
+
+    for name in ("../escape", "a/b", "..", ".", ""):
+        result = CliRunner().invoke(train_app, ["--shards", str(tmp_path), "--output-dir", str(tmp_path / "runs"),
+                                                "--run-name", name])
+        assert result.exit_code == 2 and "--run-name" in result.output and "one folder name" in result.output, \
+            (name, result.output)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "runs").exists()

@@ -15,13 +15,13 @@ from typing import List, Optional
 
 import typer
 
-from shared.exit_status import (DONE_WITH_SKIPS, error_boundary, fail, interrupts_at_safe_points, package_version,
-                                sigterm_as_interrupt)
+from shared.exit_status import (DONE_WITH_SKIPS, error_boundary, fail, interrupts_at_safe_points,
+                                one_value_per_option_group, package_version, sigterm_as_interrupt)
 from shared.manifest import read_manifest
 from .config import PANELS, PRESETS, RANGES, TrainConfig, flags_of
 from .run_folder import git_hash
 
-app = typer.Typer(add_completion=False, invoke_without_command=True, rich_markup_mode="rich",
+app = typer.Typer(cls=one_value_per_option_group(), add_completion=False, invoke_without_command=True, rich_markup_mode="rich",
                   help="Train the paper's AlexNet from alexnet-prep shards: `alexnet-train --shards DIR` (the options "
                        "below).\n\nCommands: evaluate (10-view error of a checkpoint), table (runs beside the "
                        "paper), predict (top-5 of images), figure1 (§3.1): `alexnet-train COMMAND --help`.")

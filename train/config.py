@@ -181,6 +181,7 @@ RANGES = {
     "workers": "0..256", "shuffle_buffer": "1..100,000", "eval_batch_size": "1..65,536",
     "steps_per_epoch": "1..10^9", "checkpoint_every": "0..1,000,000 minutes", "crop": "64..the shards' patch size",
     "shard_urls": "a template with '{name}'", "device": "auto, cpu, cuda or cuda:N",
+    "run_name": "one folder name inside --output-dir (no '/', not '.' or '..')",
 }
 
 
@@ -209,12 +210,18 @@ def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
         ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size),
         ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls),
         ("device", valid_device(cfg.device)),
+        ("run_name", cfg.run_name is None or is_folder_name(cfg.run_name)),
     ]
     for name, ok in rules:
         if not ok:
             wanted = RANGES[name].replace("the shards' patch size", f"the shards' patch size {patch_size}")
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected {wanted}")
     cfg.milestones()
+
+
+def is_folder_name(name: str) -> bool:
+    """One path component: `--run-name ../escape` wrote the run outside --output-dir."""
+    return 0 < len(name.encode()) <= 255 and name not in (".", "..") and not set(name) & {"/", "\\", "\0"}
 
 
 def valid_device(name: str) -> bool:
