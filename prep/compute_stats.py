@@ -22,6 +22,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
+from shared.folder_locks import DatasetWriteLock
 from shared.json_files import write_atomic
 from shared.manifest import read_manifest
 from shared.patch import decode_patch
@@ -119,6 +120,13 @@ def outer_from_moments(moments: list[int]) -> list[list[int]]:
 
 
 def compute_rgb_stats(root: Path, workers: int, mean_image: bool = True) -> RgbStats:
+    """stats.json (and the mean image) of a dataset folder, written as its only writer: never
+    under a training that reads them (shared/folder_locks.py)."""
+    with DatasetWriteLock(root):
+        return _compute_rgb_stats(root, workers, mean_image)
+
+
+def _compute_rgb_stats(root: Path, workers: int, mean_image: bool) -> RgbStats:
     manifest = read_manifest(root)
     info = manifest.splits.get("train")
     if info is None or info.samples == 0:

@@ -39,18 +39,34 @@ def detect_task(src: Path) -> str:
 
 
 def form_for(src, task: str):
-    """The form that reads `task` from `src`: the one that recognises it (ImageNet has four),
-    or the one that downloads it there."""
+    """The form that reads `task` from `src`, which must fit it: the one that recognises it
+    (ImageNet has four), or the one that downloads it there. A named form that does not fit is
+    refused saying what src looks like (`--form folder` on Kaggle's layout made a one-class
+    dataset named "Data" with exit 0)."""
     forms = [m for m in modules() if task in tasks_of(m)]
     for form in forms:
         if getattr(form, "DOWNLOADS", False):
+            if src.is_dir() and form.detect(src) is None and (seen := looks_like(src)) is not None:
+                raise ValueError(f"--src {src}: holds {seen}, not {task}; drop --form, or give --src a folder of "
+                                 f"its own for {task} (it is downloaded there when missing)")
             return form
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src}: no such folder")
     for form in forms:
         if form.fits(src) if hasattr(form, "fits") else form.detect(src) == task:
             return form
-    raise ValueError(f"--src {src}: not {task} in a form this tool reads. Expected:\n{looked_for(forms)}")
+    seen = looks_like(src)
+    raise ValueError(f"--src {src}: not {task} in a form this tool reads"
+                     + (f"; it holds {seen}: drop --form" if seen else "") + f". Expected:\n{looked_for(forms)}")
+
+
+def looks_like(src) -> str | None:
+    """What detection finds in `src` ("imagenet (layout kaggle-imagenet)"), or None."""
+    try:
+        form, task = detect_form(src)
+    except (ValueError, FileNotFoundError):
+        return None
+    return f"{task} (layout {form.LAYOUT})"
 
 
 def open_src(src: Path):

@@ -1,10 +1,10 @@
 """The output folder of `alexnet-prep shard`: one writer at a time, and a shard counts as
 done only when it is verifiably the shard its record describes.
 
-- `OutputLock`: an exclusive flock on `<out>/.lock` for the whole run. A second run into
-  the same folder fails at once, naming the holder; the pool workers inherit the lock, so
-  it is held until the last of them is gone (they die with the main process: see
-  write_shards.die_with_parent).
+- shared/folder_locks.py's DatasetWriteLock: an exclusive flock on `<out>/.lock` for the
+  whole run. A second run into the same folder, or one into a dataset a training reads, fails
+  at once, naming the holder; the pool workers inherit the lock, so it is held until the last
+  of them is gone (they die with the main process: see write_shards.die_with_parent).
 - `.shard-info/<name>.json`: written by the worker after the shard's atomic rename, with
   its sample count, size, sha256 and the plan it was made by. `shard_state` re-checks all
   three against the file (and the count against the tar index), so a shard left by a crash,
@@ -14,12 +14,8 @@ done only when it is verifiably the shard its record describes.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 from shared.json_files import write_json_atomic
@@ -33,30 +29,6 @@ from .plan import fingerprint_differences
 INFO_DIR = ".shard-info"
 STORE = ".patches"  # phase 1's patches of images in streamed archives (prep/streamed_patches.py)
 PLAN_NAME = "plan.json"
-LOCK_NAME = ".lock"
-
-
-class OutputLock:
-    def __init__(self, out: Path):
-        self.out, self.path, self.fd = out, out / LOCK_NAME, -1
-
-    def __enter__(self) -> "OutputLock":
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 400, 0).decode(errors="replace").strip() or "unknown process"
-            os.close(self.fd)
-            raise FileExistsError(f"{self.out} is being written by another alexnet-prep run ({holder}); wait for "
-                                  f"it to finish or stop it (its pool workers hold the lock too)") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # releases the lock once no worker holds the descriptor either
 
 
 def check_out_outside_src(src: Path, out: Path) -> None:

@@ -16,6 +16,7 @@ import io
 import os
 import tarfile
 import zlib
+from collections import Counter
 
 from shared.patch import IMAGE_SUFFIXES
 
@@ -52,6 +53,9 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
+AMBIGUOUS_TAR = "this inner tar appears {} times in the archive: ambiguous, none of its copies read"
+
+
 class TarArchive(Archive):
     """An uncompressed tar; members that are tars are folders of their members."""
 
@@ -67,24 +71,34 @@ class TarArchive(Archive):
 
     def _list(self, f, start: int, size: int, prefix: str, nested: bool) -> None:
         with tarfile.open(fileobj=_Window(f, start, size), mode="r:") as tar:
-            for member in tar:
-                name = prefix + member.name
-                if prefix and unsafe_name(member.name):  # the outer name is checked by _add
-                    self.problems.append((name, UNSAFE))
-                elif member.isdir():
-                    self._add(name, True, None)
-                elif not member.isfile():
-                    self.problems.append((name, "link or special member: not read"))
-                elif nested and member.name.lower().endswith(".tar"):
-                    self._add(name, True, None)
-                    try:
-                        self._list(f, start + member.offset_data, member.size, name.rstrip("/") + "/", False)
-                    except (tarfile.TarError, EOFError) as exc:
-                        self.problems.append((name, f"damaged inner tar ({exc}): not read"))
-                elif member.size > MAX_MEMBER_BYTES:
-                    self.problems.append((name, bomb_problem(member.size, member.size)))
-                else:
-                    self._add(name, False, (start + member.offset_data, member.size))
+            members = list(tar)
+        # an inner tar named twice (a class tar in ILSVRC2012_img_train.tar) is ambiguous as a whole,
+        # as every other repeated name is: both copies unread, never the union of their images
+        inner = Counter(clean_name(m.name) for m in members
+                        if nested and m.isfile() and m.name.lower().endswith(".tar"))
+        for member in members:
+            name = prefix + member.name
+            if prefix and unsafe_name(member.name):  # the outer name is checked by _add
+                self.problems.append((name, UNSAFE))
+            elif member.isdir():
+                self._add(name, True, None)
+            elif not member.isfile():
+                self.problems.append((name, "link or special member: not read"))
+            elif nested and member.name.lower().endswith(".tar"):
+                times = inner[clean_name(member.name)]
+                if times > 1:
+                    if (clean_name(name), AMBIGUOUS_TAR.format(times)) not in self.problems:
+                        self.problems.append((clean_name(name), AMBIGUOUS_TAR.format(times)))
+                    continue
+                self._add(name, True, None)
+                try:
+                    self._list(f, start + member.offset_data, member.size, name.rstrip("/") + "/", False)
+                except (tarfile.TarError, EOFError) as exc:
+                    self.problems.append((name, f"damaged inner tar ({exc}): not read"))
+            elif member.size > MAX_MEMBER_BYTES:
+                self.problems.append((name, bomb_problem(member.size, member.size)))
+            else:
+                self._add(name, False, (start + member.offset_data, member.size))
 
     def read(self, name: str) -> bytes:
         offset, size = self.files[name]

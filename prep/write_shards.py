@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from shared.folder_locks import DatasetWriteLock
 from shared.manifest import Manifest, Skip, SplitInfo, write_manifest
 from shared.patch import BAD_IMAGE_ERRORS, encode_jpeg, image_to_patch, resize_centre_crop, warn_if_stock_pillow
 from shared.shards import AtomicShardWriter, Sample
 
 from .archives import resolve
 from .config import PrepConfig
-from .output_folder import (INFO_DIR, OutputLock, prepare_output, read_record, refuse_foreign, shard_state,
+from .output_folder import (INFO_DIR, prepare_output, read_record, refuse_foreign, shard_state,
                             write_record)
 from .plan import ShardTask, items_sha256, plan_fingerprint, plan_shards
 from .sources import Item, Source
@@ -148,7 +149,7 @@ def write_dataset(source: Source, cfg: PrepConfig, out: Path) -> Manifest | None
     Returns the manifest, or None when other parts are still missing."""
     flavour = warn_if_stock_pillow()
     tasks = plan_shards(source, cfg)
-    with OutputLock(out):
+    with DatasetWriteLock(out):
         plan = plan_fingerprint(source, tasks, cfg)
         prepare_output(out, plan, cfg.overwrite)
         part = cfg.parse_part()

@@ -7,6 +7,8 @@ own split (names reach webdataset, which runs `pipe:` URLs, and become paths), a
 substituted into a `pipe:` template are shell-quoted."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -102,6 +104,15 @@ class Manifest:
             quote = shlex.quote if url_template.startswith("pipe:") else str
             return [ShardUrl(url_template.replace("{name}", quote(name))) for name in names]
         return [str(Path(root) / name) for name in names]
+
+    def fingerprint(self) -> str:
+        """sha256 of what makes the dataset this one: task, patch size, class table and every
+        split's shards (names, sample counts, sha256). A checkpoint carries it, so a resume on
+        another dataset with the same classes is refused (train/checkpoint.py)."""
+        what = {"task": self.task, "patch_size": self.patch_size, "classes": self.class_table(),
+                "splits": {name: [info.shards, info.shard_samples, info.shard_sha256]
+                           for name, info in sorted(self.splits.items())}}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -85,7 +85,7 @@ def test_torchrun_end_to_end_with_uneven_shards(tiny_shards, tmp_path):
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
     # a checkpoint from 2 ranks resumes on 1
     resumed = subprocess.run([sys.executable, "-m", "train.cli", "--shards", str(tiny_shards), "--epochs", "3",
-                              "--steps-per-epoch", "1", "--batch-size", "8", "--workers", "1", "--device", "cpu",
+                              "--steps-per-epoch", "2", "--batch-size", "8", "--workers", "1", "--device", "cpu",
                               "--no-figures", "--logdir", str(tmp_path), "--run-name", "one",
                               "--resume", str(run / "last.pt")], cwd=ROOT, capture_output=True, text=True,
                              timeout=600)

@@ -391,9 +391,14 @@ def test_malformed_mean_image_is_refused_without_allocating(tiny_shards, tmp_pat
 
 
 def crafted(state: dict, change) -> dict:
+    """A checkpoint edited by someone who also recomputes its digest: the fields' own checks must
+    refuse it (the digest catches damage, not intent)."""
+    from train.checkpoint import content_digest
+
     state = {**state, "model": dict(state["model"]), "normalization": dict(state["normalization"]),
              "architecture": dict(state["architecture"]), "classes": [list(c) for c in state["classes"]]}
     change(state)
+    state["digest"] = content_digest(state)
     return state
 
 

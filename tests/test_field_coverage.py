@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import platform
+import re
 import subprocess
 import tarfile
 import time
@@ -60,9 +61,12 @@ FIELDS = {
     "checkpoint": {f: HERE + "test_checkpoint_fields" for f in (
         "format", "arch", "architecture", "num_classes", "classes", "normalization", "patch_size", "epoch", "model",
         "optimizer", "schedule", "config", "best_error", "best_epoch", "metrics_row")}
-    | {"in_epoch": "tests/test_mid_epoch.py::test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run"},
+    | {"in_epoch": "tests/test_mid_epoch.py::test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run",
+       "digest": "tests/test_run_identity.py::test_the_digest_covers_tensors_values_and_keys",
+       "identity": HERE + "test_checkpoint_fields"},
     "config.json": {f: HERE + "test_config_fields" for f in (
-        "config", "git", "world_size", "device", "torch", "steps_per_epoch", "per_rank_batch", "architecture")}
+        "config", "run_id", "git", "world_size", "device", "torch", "steps_per_epoch", "per_rank_batch",
+        "architecture")}
     | {f: "tests/test_precision.py::test_config_json_records_the_precision_and_cpu_settings"
        for f in ("precision", "device_settings", "compile")},
 }
@@ -327,6 +331,8 @@ def test_config_fields(natural_run, tiny_shards):
     assert config["git"] == git_hash() and config["torch"] == torch.__version__
     assert (config["world_size"], config["device"], config["per_rank_batch"]) == (1, "cpu", 8)
     assert config["steps_per_epoch"] == 1 and config["architecture"] == resolved.architecture().to_dict()
+    state = torch.load(natural_run["run"] / "last.pt", map_location="cpu", weights_only=True)
+    assert re.fullmatch(r"[0-9a-f]{32}", config["run_id"]) and config["run_id"] == state["identity"]["run_id"]
 
 
 def test_checkpoint_fields(natural_run, scripted_run, tiny_shards):
@@ -335,7 +341,13 @@ def test_checkpoint_fields(natural_run, scripted_run, tiny_shards):
     rows = rows_of(run)
     manifest, stats = read_manifest(tiny_shards), read_stats(tiny_shards)
     config = json.loads((run / "config.json").read_text())["config"]
-    assert (state["format"], state["arch"]) == (2, "alexnet-krizhevsky-2012")
+    assert (state["format"], state["arch"]) == (3, "alexnet-krizhevsky-2012")
+    assert state["identity"] == {"run_id": json.loads((run / "config.json").read_text())["run_id"],
+                                 "dataset": manifest.fingerprint()}
+    assert manifest.fingerprint() == hashlib.sha256(json.dumps({
+        "task": manifest.task, "patch_size": manifest.patch_size, "classes": manifest.class_table(),
+        "splits": {n: [i.shards, i.shard_samples, i.shard_sha256] for n, i in sorted(manifest.splits.items())}},
+        sort_keys=True).encode()).hexdigest()
     assert state["architecture"] == {"lrn": "as-run", "conv1_padding": "as-run", "dropout_mode": "paper",
                                      "dropout": 0.0, "pool_size": 3, "towers": "two", "crop": 224}
     assert state["num_classes"] == 3 and state["classes"] == manifest.class_table()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from shared.manifest import read_manifest
-from train.checkpoint import load_checkpoint
+from train.checkpoint import content_digest, load_checkpoint
 from train.config import TrainConfig
 from train.loader import SampleRules, TrainStream, iterate_train_batches
 
@@ -115,6 +115,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_shards, 
     # 1000 s more before the kill than the resumed process can take itself: a resume that drops the
     # killed process's seconds shows, however the two processes' step times compare
     state["in_epoch"]["seconds"] = before_kill + 1000.0
+    state["digest"] = content_digest(state)
     torch.save(state, last)
     out = finished(alexnet_train(*common, "--run-name", "killed", "--checkpoint-every", "0.00001",
                                  "--resume", str(last)))

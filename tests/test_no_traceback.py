@@ -14,6 +14,7 @@ import torch
 
 from make_fixtures import cut_mid_member, idx_bytes, write_class_folders, write_mnist
 from small_run import SMALL_FLAGS
+from train.checkpoint import content_digest
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,9 @@ def fault_table(tiny_shards, trained, tmp_path_factory) -> list[tuple[str, list[
     d["splits"] = []
     (bad_manifest / "manifest.json").write_text(json.dumps(d))
     state = torch.load(trained, weights_only=True)
-    torch.save({**state, "patch_size": 60000}, base / "huge.pt")
+    huge = {**state, "patch_size": 60000}
+    huge["digest"] = content_digest(huge)  # crafted with its digest: the patch size check must refuse it
+    torch.save(huge, base / "huge.pt")
     (base / "garbage.pt").write_bytes(b"\x00garbage" * 100)
     os.mkfifo(base / "fifo.jpg")
     write_class_folders(base / "src")

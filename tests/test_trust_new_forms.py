@@ -265,6 +265,30 @@ def test_a_damaged_imagenetv2_copy_is_refused_naming_what_differs(v2_labels, tmp
     one_line_error(prep("shard", "--src", src, "--out", tmp_path / "o"), 2, "417")
 
 
+def test_a_renamed_part_of_imagenetv2_is_never_read_as_text_sorted_class_folders(tmp_path):
+    """Some of ImageNetV2's class folders in a renamed folder were read as class folders sorted as
+    text ("10" before "2"): every label wrong, no word. Now refused, and either reading is a flag."""
+    labels = write_imagenetv2(tmp_path, [0, 2, 10, 417], per_class=1)
+    src = tmp_path / "my-v2-part"
+    (tmp_path / "imagenetv2-matched-frequency-format-val").rename(src)
+    one_line_error(prep("shard", "--src", src, "--out", tmp_path / "o"), 2, "4 of ImageNetV2's 1,000",
+                   "--form imagenetv2")
+    source = read_source(src, "imagenetv2")
+    assert {it.key: it.label for it in source.items["val"]} == labels  # folder k = class k
+    assert "4 of its 1,000 class folders" in source.reading
+    as_folders = read_source(src, "folder")
+    assert [c.name for c in as_folders.classes] == ["0", "10", "2", "417"]  # asked for: text order
+
+
+def test_class_folders_named_by_numbers_that_text_order_shuffles_need_the_flag(tmp_path):
+    write_class_folders(tmp_path / "n", classes=tuple(str(k) for k in range(12)), per_class=1)
+    one_line_error(prep("shard", "--src", tmp_path / "n", "--out", tmp_path / "o"), 2, "'11' before '2'",
+                   "--form folder")
+    assert [c.name for c in read_source(tmp_path / "n", "folder").classes][:3] == ["0", "1", "10"]
+    write_class_folders(tmp_path / "digits", classes=tuple(str(k) for k in range(10)), per_class=1)
+    assert [c.name for c in read_source(tmp_path / "digits", None).classes] == [str(k) for k in range(10)]
+
+
 # ---- 5. duplicates and names inside archives --------------------------------------------------------
 def test_a_class_tar_listed_twice_is_ambiguous_not_read_twice(images, tmp_path):
     src = write_official(tmp_path / "a", images)
@@ -273,7 +297,7 @@ def test_a_class_tar_listed_twice_is_ambiguous_not_read_twice(images, tmp_path):
     with tarfile.open(src / "ILSVRC2012_img_train.tar", "a") as tar:  # the same class tar again
         from imagenet_forms import _tar_bytes
         data = _tar_bytes(ours)
-        info = tarfile.TarInfo(f"{table()[1][0]}.tar")  # another class's name, this class's images
+        info = tarfile.TarInfo(f"{table()[5][0]}.tar")  # a class with no tar of its own, this class's images
         info.size = len(data)
         import io
         tar.addfile(info, io.BytesIO(data))
@@ -283,6 +307,30 @@ def test_a_class_tar_listed_twice_is_ambiguous_not_read_twice(images, tmp_path):
     assert not {Path(name).stem for name, _ in ours} & set(keys)
     ambiguous = [s for s in manifest.skipped if "ambiguous" in s.reason]
     assert len(ambiguous) == 2 * len(ours)
+
+
+def test_a_class_tar_named_twice_is_ambiguous_as_a_whole_not_the_union_of_its_copies(images, tmp_path):
+    """Two different `<wnid>.tar` members under one name: which is the class? Neither copy is read
+    (the union of both used to become the class), as every other repeated name in an archive."""
+    import io
+
+    from imagenet_forms import _tar_bytes
+
+    src = write_official(tmp_path / "a", images)
+    wnid = images["train"][0][0]
+    extra = [(f"{wnid}_9999.JPEG", images["train"][0][2])]
+    with tarfile.open(src / "ILSVRC2012_img_train.tar", "a") as tar:
+        data = _tar_bytes(extra)
+        info = tarfile.TarInfo(f"{wnid}.tar")  # the same class tar's name, other images
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    manifest = shard(src, tmp_path / "o")
+    keys = {k for split in samples(tmp_path / "o").values() for k, _ in split}
+    ours = {stem for w, stem, _ in images["train"] if w == wnid}
+    assert not (ours | {f"{wnid}_9999"}) & keys  # neither copy
+    reasons = {s.path: s.reason for s in manifest.skipped}
+    assert "appears 2 times" in reasons[f"ILSVRC2012_img_train.tar/{wnid}.tar"], reasons
+    assert len(keys) == len(images["train"]) + len(images["val"]) - len(ours)
 
 
 def test_hugging_face_duplicates_and_val_named_train_files(images, tmp_path):
@@ -403,9 +451,21 @@ def test_no_dataset_prep_writes_is_one_train_refuses_for_its_holdout(tmp_path):
                    "--holdout")
     (tmp_path / "one").mkdir()
     write_class_folders(tmp_path / "one", classes=("cat",), per_class=1)
-    one_line_error(prep("shard", "--src", tmp_path / "one", "--out", tmp_path / "o"), 2, "too few")
+    one_line_error(prep("shard", "--src", tmp_path / "one", "--out", tmp_path / "o"), 2, "1 class folder", "cat",
+                   "two or more")
     manifest = shard(tmp_path / "src", tmp_path / "o", holdout=None)
     assert manifest.splits["holdout"].samples >= 1
+
+
+def test_a_named_form_must_fit_the_source_or_is_refused_saying_what_it_holds(images, tmp_path):
+    """--form folder on Kaggle's layout made a one-class dataset "Data" (val mixed into train) with
+    exit 0; --form mnist on it would have downloaded MNIST into the ImageNet folder."""
+    kaggle = write_kaggle(tmp_path / "k", images)
+    for form in ("folder", "mnist", "cifar10", "tiny-imagenet"):
+        one_line_error(prep("shard", "--src", kaggle, "--out", tmp_path / form, "--form", form), 2,
+                       "imagenet (layout kaggle-imagenet)")
+        assert not (tmp_path / form).exists()
+    assert sorted(p.name for p in kaggle.iterdir()) == ["ILSVRC", "LOC_synset_mapping.txt", "LOC_val_solution.csv"]
 
 
 # ---- 9. messages that name the file and advice that works -------------------------------------------

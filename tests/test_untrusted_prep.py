@@ -18,7 +18,7 @@ from prep.forms.cifar import read_cifar_pickle
 from prep.cli import app
 from prep.config import PrepConfig
 from prep.detect_layout import detect_task, read_source
-from prep.output_folder import OutputLock
+from shared.folder_locks import DatasetWriteLock
 from prep.write_shards import write_dataset
 from shared.manifest import Manifest, SplitInfo, read_manifest
 
@@ -97,7 +97,7 @@ def test_names_in_pipe_templates_are_shell_quoted():
 def test_second_run_into_a_locked_folder_fails_at_once(kaggle_src, tmp_path):
     src, _ = kaggle_src
     out = tmp_path / "o"
-    with OutputLock(out):
+    with DatasetWriteLock(out):
         result = CliRunner().invoke(app, ["shard", "--src", str(src), "--out", str(out), "--workers", "1"])
     assert result.exit_code == 2
     assert "being written by another alexnet-prep run (pid" in result.output

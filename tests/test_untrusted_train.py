@@ -162,16 +162,19 @@ def test_checkpoint_with_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned-checkpoint").exists()
 
 
-def test_best_written_before_last_and_checked_on_resume(tmp_path):
-    last = {"epoch": 4, "best_epoch": 3, "best_error": 0.2}
+def test_best_written_before_last_and_checked_on_resume(trained, tmp_path):
+    from train.checkpoint import _save
+
+    state = load_checkpoint(trained)
+    last = {**state, "epoch": 4, "best_epoch": 3, "best_error": 0.2}
     run = tmp_path
-    torch.save({"epoch": 3, "best_error": 0.2}, run / "best.pt")
-    assert check_best_matches(run, last) == (0.2, 3)
-    torch.save({"epoch": 5, "best_error": 0.1}, run / "best.pt")  # killed between best.pt and last.pt
-    assert check_best_matches(run, last) == (0.1, 5)
-    torch.save({"epoch": 1, "best_error": 0.3}, run / "best.pt")  # the old order's stale best.pt
+    _save(run / "best.pt", {**state, "epoch": 3, "best_error": 0.2})
+    assert check_best_matches(run, last, run / "last.pt") == (0.2, 3)
+    _save(run / "best.pt", {**state, "epoch": 5, "best_error": 0.1})  # killed between best.pt and last.pt
+    assert check_best_matches(run, last, run / "last.pt") == (0.1, 5)
+    _save(run / "best.pt", {**state, "epoch": 1, "best_error": 0.3})  # the old order's stale best.pt
     with pytest.raises(ValueError, match="best.pt is stale"):
-        check_best_matches(run, last)
+        check_best_matches(run, last, run / "last.pt")
 
 
 @pytest.mark.slow

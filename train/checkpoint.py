@@ -5,37 +5,85 @@ which unpickles tensors and plain containers only: a checkpoint from a stranger 
 code. A checkpoint holds the model, optimizer, schedule, epoch, config, the architecture,
 the class list (index, wnid, name), the normalisation statistics and the patch size, so
 `predict` needs nothing else and a dataset with other classes (or another order) is refused.
+
+Format 3 adds what makes a checkpoint trustworthy by content, not by name:
+- `digest`: sha256 over everything else in it (every tensor's bytes, every value), checked on
+  every load: one flipped byte in last.pt resumed and trained on without a word;
+- `identity`: the run's id (made when the run starts, kept by its resumes) and its dataset's
+  fingerprint (shared/manifest.py). A resume checks them, and the config, against the run
+  folder (`check_same_run`): a last.pt from another run beside this run's best.pt and
+  config.json, or trained on another dataset with the same classes, is refused.
+Format 2 (before both) still loads, checked by its config alone.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
 
 import torch
 
-from shared.json_files import write_atomic
+from shared.json_files import read_json, write_atomic
 
 from shared.limits import MAX_PATCH_SIZE
 
 from .architecture import ARCH, Architecture
-from .config import TrainConfig
+from .config import RESUME_MAY_CHANGE, TrainConfig, flags_of, resume_differences
 from .model import AlexNet
+from .run_folder import CONFIG_NAME
 
-FORMAT = 2
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 BEST, LAST = "best.pt", "last.pt"
+HEX = re.compile(r"[0-9a-f]{16,64}")
 CPU_RNG_BYTES = torch.get_rng_state().numel()  # a CPU generator's state (mt19937), as torch.set_rng_state takes it
 
 
 def checkpoint_state(*, model, optimizer, schedule, epoch: int, config: dict, arch: dict, classes: list,
                      normalization: dict, patch_size: int, best_error: float, best_epoch: int,
-                     metrics_row: dict) -> dict:
+                     metrics_row: dict, identity: dict) -> dict:
     return {"format": FORMAT, "arch": ARCH, "architecture": arch, "num_classes": len(classes), "classes": classes,
             "normalization": normalization, "patch_size": patch_size, "epoch": epoch,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "config": config, "best_error": best_error, "best_epoch": best_epoch, "metrics_row": metrics_row}
+            "config": config, "best_error": best_error, "best_epoch": best_epoch, "metrics_row": metrics_row,
+            "identity": identity}
+
+
+def content_digest(state: dict) -> str:
+    """sha256 of a checkpoint's content, `digest` aside: every tensor's dtype, shape and bytes and
+    every other value, dict keys in sorted order."""
+    h = hashlib.sha256()
+
+    def feed(obj) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(obj, dict):
+            h.update(b"{")
+            for key in sorted(obj, key=repr):
+                h.update(repr(key).encode() + b":")
+                feed(obj[key])
+            h.update(b"}")
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[")
+            for item in obj:
+                feed(item)
+            h.update(b"]")
+        else:
+            h.update(repr(obj).encode() + b";")
+
+    feed({k: v for k, v in state.items() if k != "digest"})
+    return h.hexdigest()
+
+
+def _save(path: Path, state: dict) -> None:
+    state["digest"] = content_digest(state)
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def copy_into(src: Path, f) -> None:
@@ -47,15 +95,15 @@ def save_epoch_checkpoints(run: Path, state: dict, improved: bool) -> None:
     """best.pt first, then last.pt: a kill between the two leaves best.pt newer than last.pt,
     which `check_best_matches` recognises, never a stale best.pt behind a newer last.pt."""
     if improved:
-        write_atomic(run / BEST, lambda f: torch.save(state, f))
+        _save(run / BEST, state)
         write_atomic(run / LAST, lambda f: copy_into(run / BEST, f))
     else:
-        write_atomic(run / LAST, lambda f: torch.save(state, f))
+        _save(run / LAST, state)
 
 
 def save_last(run: Path, state: dict) -> None:
     """A mid-epoch checkpoint (train/mid_epoch.py) replaces last.pt; best.pt is untouched."""
-    write_atomic(run / LAST, lambda f: torch.save(state, f))
+    _save(run / LAST, state)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -74,10 +122,13 @@ def load_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("arch") != ARCH:
         raise ValueError(f"{path}: not an {ARCH} checkpoint")
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')}, this version reads {FORMAT} "
-                         f"(written before checkpoints carried their class list); retrain, or evaluate it "
-                         f"with the version that wrote it")
+    if state.get("format") not in READABLE_FORMATS:
+        raise ValueError(f"{path}: checkpoint format {state.get('format')}, this version reads "
+                         f"{' and '.join(map(str, READABLE_FORMATS))} (format 1 was written before checkpoints carried "
+                         f"their class list); retrain, or evaluate it with the version that wrote it")
+    if state["format"] >= 3 and state.get("digest") != content_digest(state):
+        raise ValueError(f"{path}: its content does not match the digest it was written with: the file changed "
+                         f"after it was saved (damaged on disk or in a copy); use another copy, or best.pt")
     check_checkpoint(state, path)
     return state
 
@@ -119,6 +170,11 @@ def check_checkpoint(state: dict, path) -> None:
             raise ValueError(f"{path}: field 'metrics_row.wall_s' is {str(wall)[:40]!r}, expected seconds (>= 0)")
     if "in_epoch" in state:
         check_in_epoch(state["in_epoch"], state["epoch"], path)
+    if state["format"] >= 3:
+        identity = _need(state, "identity", dict, path)
+        if set(identity) != {"run_id", "dataset"} or not all(
+                isinstance(identity[k], str) and HEX.fullmatch(identity[k]) for k in identity):
+            raise ValueError(f"{path}: field 'identity' is not a run id and a dataset fingerprint (hex strings)")
     try:
         TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:
@@ -207,20 +263,66 @@ def check_classes(state: dict, classes: list, path) -> None:
                      f"(first: {'; '.join(diffs[:3])}); its predictions would be scored against the wrong labels")
 
 
-def check_best_matches(run: Path, last: dict) -> tuple[float, int]:
-    """On resume: (best error, best epoch) given last.pt and the best.pt beside it."""
+def check_same_run(last: dict, cfg: TrainConfig, manifest, path: Path) -> tuple[float, int]:
+    """On resume: last.pt may carry this run on (the flags it may change: RESUME_MAY_CHANGE), on
+    its own dataset, beside its own run's records. Returns (best error, best epoch) given the
+    best.pt beside it."""
+    differences = resume_differences(last["config"], cfg)
+    if differences:
+        said = "; ".join(f"{flag} {theirs} in the checkpoint, {ours} now" for flag, theirs, ours in differences)
+        allowed = ", ".join(flags_of(name)[0] for name in RESUME_MAY_CHANGE)
+        raise ValueError(f"{path}: a resume carries its run on and may change only {allowed} (docs/training.md); "
+                         f"here {said}. Resume with the checkpoint's values, or start a new run")
+    identity = last.get("identity")
+    if identity is not None and identity["dataset"] != manifest.fingerprint():
+        raise ValueError(f"{path}: trained on another dataset than {cfg.shards} (its shards differ from those the "
+                         f"checkpoint was trained on, whatever the classes); resume on the dataset it was trained on")
+    check_run_record(Path(path).parent / CONFIG_NAME, last, path)
+    return check_best_matches(Path(path).parent, last, path)
+
+
+def belongs_elsewhere(record: Path, last: dict, path: Path, their_id: str | None, their_config: dict) -> None:
+    """`record` (the run folder's config.json or best.pt) is of last.pt's run: the same run id
+    where both carry one, and a config that no resume could have changed."""
+    ours = (last.get("identity") or {}).get("run_id")
+    if their_id is not None and ours is not None and their_id != ours:
+        raise ValueError(f"{record} belongs to another run (run id {their_id[:12]}) than {path} ({ours[:12]}): "
+                         f"resume from the last.pt of {record.parent}'s own run, or move the two apart")
+    differences = resume_differences(their_config, TrainConfig.from_dict(last["config"]))
+    if differences:
+        said = "; ".join(f"{flag} {theirs} there, {mine} in {path.name}" for flag, theirs, mine in differences)
+        raise ValueError(f"{record} belongs to another run than {path} ({said}): resume from the last.pt of "
+                         f"{record.parent}'s own run, or move the two apart")
+
+
+def check_run_record(config_json: Path, last: dict, path: Path) -> None:
+    if not config_json.is_file():
+        return
+    record = read_json(config_json, "")
+    saved = record.get("config") if isinstance(record, dict) else None
+    run_id = record.get("run_id") if isinstance(record, dict) else None
+    try:
+        TrainConfig.from_dict(saved)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{config_json}: not a run's config.json ({exc})") from None
+    belongs_elsewhere(config_json, last, path, run_id if isinstance(run_id, str) else None, saved)
+
+
+def check_best_matches(run: Path, last: dict, path: Path) -> tuple[float, int]:
+    """(best error, best epoch) given last.pt and the best.pt beside it, which must be of its run."""
     best_path = run / BEST
     if last["best_epoch"] < 0:
         return last["best_error"], last["best_epoch"]
     if not best_path.is_file():
         raise FileNotFoundError(f"{best_path} missing: last.pt names epoch {last['best_epoch']} as the best; "
                                 f"cannot resume without it")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    if best.get("epoch") == last["best_epoch"]:
+    best = load_checkpoint(best_path)
+    belongs_elsewhere(best_path, last, path, (best.get("identity") or {}).get("run_id"), best["config"])
+    if best["epoch"] == last["best_epoch"]:
         return last["best_error"], last["best_epoch"]
-    if best.get("epoch", -1) > last["epoch"]:  # killed between writing best.pt and last.pt
+    if best["epoch"] > last["epoch"]:  # killed between writing best.pt and last.pt
         return best["best_error"], best["epoch"]
-    raise ValueError(f"{best_path} is epoch {best.get('epoch')} but {run / LAST} names epoch "
+    raise ValueError(f"{best_path} is epoch {best['epoch']} but {run / LAST} names epoch "
                      f"{last['best_epoch']} as the best: best.pt is stale; delete the run folder or resume "
                      f"from a consistent pair")
 

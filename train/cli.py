@@ -18,7 +18,7 @@ import typer
 from shared.exit_status import (DONE_WITH_SKIPS, error_boundary, fail, interrupts_at_safe_points,
                                 one_value_per_option_group, package_version, sigterm_as_interrupt)
 from shared.manifest import read_manifest
-from .config import PANELS, PRESETS, RANGES, TrainConfig, flags_of
+from .config import PANELS, RANGES, TrainConfig, config_fields, flags_of, preset_names, preset_path
 from .run_folder import git_hash
 
 app = typer.Typer(cls=one_value_per_option_group(), add_completion=False, invoke_without_command=True, rich_markup_mode="rich",
@@ -57,22 +57,24 @@ def config_parameters(cls=TrainConfig) -> list[inspect.Parameter]:
     return params
 
 
-def train_command(ctx: typer.Context, preset: Optional[str] = None, version: bool = False, **given) -> None:
+def train_command(ctx: typer.Context, config: Optional[Path] = None, preset: Optional[str] = None,
+                  version: bool = False, **given) -> None:
     if version:
         typer.echo(f"alexnet-train {package_version()}")
         raise typer.Exit()
     if ctx.invoked_subcommand is not None:
-        misplaced = [flags_of(k)[0] for k, v in given.items() if v is not None] + (["--preset"] if preset else [])
+        misplaced = [flags_of(k)[0] for k, v in given.items() if v is not None] + (["--preset"] if preset else []) \
+            + (["--config"] if config else [])
         if misplaced:  # `alexnet-train --epochs 3 table runs/x` used to ignore --epochs without a word
             fail(f"{', '.join(misplaced)}: {'options' if len(misplaced) > 1 else 'an option'} of training, given "
                  f"before `{ctx.invoked_subcommand}`, which does not use them; drop them, or see "
                  f"`alexnet-train {ctx.invoked_subcommand} --help`")
         return
-    cfg = TrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            fail(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
-        cfg = replace(cfg, **PRESETS[preset])
+    with error_boundary():  # defaults < --config < --preset < the flags given
+        files = ([config] if config is not None else []) + ([preset_path(preset)] if preset is not None else [])
+        cfg = TrainConfig()
+        for path in files:
+            cfg = TrainConfig.from_dict({**cfg.to_dict(), **config_fields(path)})
     cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if cfg.shards is None and cfg.task is None:
         typer.echo(ctx.get_help())
@@ -91,8 +93,12 @@ def train_command(ctx: typer.Context, preset: Optional[str] = None, version: boo
 train_command.__signature__ = inspect.Signature(
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     + config_parameters()
-    + [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
-                         default=typer.Option(None, help=f"Named overrides: {', '.join(PRESETS)} "
+    + [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                         default=typer.Option(None, "--config", "-c", help="Replay a run: every field of its "
+                                              "config.json (or of a file of fields), flags given beside it winning; "
+                                              "never its --resume.", rich_help_panel="Run")),
+       inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                         default=typer.Option(None, help=f"A config file of train/presets/: {', '.join(preset_names())} "
                                                          f"(demo: 2 CPU cores, ~5 min).", rich_help_panel="Run")),
        inspect.Parameter("version", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                          default=typer.Option(False, "--version", help="Print the version and exit.",

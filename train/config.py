@@ -245,6 +245,24 @@ def check_types(values: dict, where: str) -> None:
                              f"{' or '.join(k.__name__ for k in flat)}")
 
 
+# What a resume (--resume last.pt) may change: how the run is carried on, never what it trains. The
+# dataset may move (--shards, --task, --shard-urls): the checkpoint's dataset fingerprint decides
+# whether it is the same one. Any other field must equal the checkpoint's (a resume with --optimizer
+# adam on an SGD run, another --seed or --batch-size, is refused naming the flag and both values).
+# A mid-epoch checkpoint also holds workers, shuffle_buffer and decode fixed (train/mid_epoch.py).
+RESUME_MAY_CHANGE = ("epochs", "workers", "checkpoint_every", "eval_batch_size", "figures", "extra_logging",
+                     "verify_checksums", "device", "compile", "decode", "shuffle_buffer", "shards", "task",
+                     "shard_urls", "real_labels", "logdir", "run_name", "resume")
+
+
+def resume_differences(saved: dict, cfg: TrainConfig) -> list[tuple[str, object, object]]:
+    """(flag, saved value, cfg's value) for each field outside RESUME_MAY_CHANGE that differs;
+    `saved` is a checkpoint's (or a run folder's) config, checked by from_dict."""
+    theirs, ours = TrainConfig.from_dict(saved).to_dict(), cfg.to_dict()
+    return [(flags_of(name)[0], theirs[name], ours[name]) for name in ours
+            if name not in RESUME_MAY_CHANGE and theirs[name] != ours[name]]
+
+
 # --help's panels, in order; every field in exactly one (tests/test_cli.py)
 PANELS = {
     "Data": ["shards", "task", "shard_urls", "real_labels", "verify_checksums"],
@@ -267,10 +285,36 @@ def flags_of(name: str) -> tuple[str, ...]:
     return FLAGS.get(name, ("--" + name.replace("_", "-"),))
 
 
-# Named like their flags (torchvision references' style): `--preset demo`.
-PRESETS = {
-    # 2 CPU cores, ~5 minutes: the generated shapes dataset (README "Demo").
-    # Adam at 1e-4 reached zero training loss in ~30 steps there; 5e-4 and §5's SGD did not.
-    "demo": dict(epochs=6, batch_size=16, optimizer="adam", workers=2, shuffle_buffer=200,
-                 eval_batch_size=64, lr_patience=2),
-}
+# A run's config.json replays it (`--config`, timm's `-c`); presets are such files in one folder
+# (`--preset demo` reads train/presets/demo.json). A replay is a new run: it never resumes the
+# recorded one, whatever its `resume` says.
+PRESET_DIR = Path(__file__).parent / "presets"
+NOT_REPLAYED = ("resume",)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def preset_path(name: str) -> Path:
+    if name not in preset_names():
+        raise ValueError(f"--preset {name!r}: expected one of {', '.join(preset_names())} (files in {PRESET_DIR})")
+    return PRESET_DIR / f"{name}.json"
+
+
+def config_fields(path: Path) -> dict:
+    """The TrainConfig fields a file gives: a run's config.json or a preset (`{"config": {...}}`),
+    or a flat object of fields. An unknown field, or a value of the wrong type, is refused naming
+    it and the file; ranges are checked with the flags (TrainConfig.resolved)."""
+    from shared.json_files import read_json
+
+    record = read_json(path, "give a run's config.json or a preset file")
+    fields_given = record.get("config", record) if isinstance(record, dict) else None
+    if not isinstance(fields_given, dict):
+        raise ValueError(f"{path}: expected an object of config fields (or a run's config.json)")
+    fields_given = {k: v for k, v in fields_given.items() if k not in NOT_REPLAYED}
+    try:
+        TrainConfig.from_dict(fields_given)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return fields_given

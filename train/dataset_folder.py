@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.ilsvrc import VAL_IMAGES
-from shared.manifest import Manifest, read_manifest
+from shared.manifest import MANIFEST_NAME, Manifest, read_manifest
 from shared.shards import shard_problem
 from shared.stats import STATS_NAME, RgbStats, read_mean_image, read_stats
 
@@ -67,6 +68,39 @@ def check_shards(manifest: Manifest, root: Path, shard_urls: str | None, verify_
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ValueError(f"{len(problems)} shards do not match {root}/manifest.json: " + "; ".join(problems[:5])
                          + more + ". Re-run alexnet-prep shard, or copy the dataset again (alexnet-prep verify).")
+
+
+@dataclass
+class DatasetFiles:
+    """The dataset's files as a run found them: (size, mtime, inode) of the manifest, stats and
+    every local shard. Checked again before each epoch and the final evaluation, so a dataset
+    rewritten under a run (`alexnet-prep shard --overwrite` where the lock cannot reach: another
+    machine on a shared disk, a copy) is named, never trained on in part: the run ended with exit 0."""
+    root: Path
+    found: dict[str, tuple[int, int, int]]
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, int, int]:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    @classmethod
+    def as_found(cls, manifest: Manifest, root: Path, shard_urls: str | None) -> "DatasetFiles":
+        names = [MANIFEST_NAME, STATS_NAME] if (Path(root) / STATS_NAME).is_file() else [MANIFEST_NAME]
+        if shard_urls is None:
+            names += [name for info in manifest.splits.values() for name in info.shards]
+        return cls(Path(root), {name: cls._stat(Path(root) / name) for name in names})
+
+    def check_unchanged(self) -> None:
+        for name, was in self.found.items():
+            try:
+                now = self._stat(self.root / name)
+            except FileNotFoundError:
+                now = None
+            if now != was:
+                raise ValueError(f"{self.root / name} {'is gone' if now is None else 'changed'} while the run was going "
+                                 f"(the dataset was rewritten under it); the run's checkpoints are kept: resume once "
+                                 f"the dataset is what it trained on (`alexnet-prep verify --shards {self.root}`)")
 
 
 def check_evaluated(split: str, seen: int, manifest: Manifest, root: Path) -> None:

@@ -5,6 +5,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from shared.folder_locks import DatasetReadLock, RunFolderLock
 from shared.output_paths import check_output_file, check_output_folder
 
 from .augment import DeviceAugment, InputStats
@@ -44,25 +45,33 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path, out: Path | None, device
                         batch_size: int | None = None) -> dict:
     check_outputs(checkpoint, shards, out, real_labels, predictions)
     state = load_checkpoint(checkpoint)  # hundreds of MB: read once
-    manifest, _ = load_dataset(shards, for_training=False)
-    if manifest.layout == "imagenetv2":
-        require_ilsvrc_classes(manifest, shards, "ImageNetV2's class folders")
-    check_classes(state, manifest.class_table(), checkpoint)
-    trained = TrainConfig.from_dict(state["config"])
-    out = out or default_out(checkpoint, trained.shards, shards, manifest.task)
-    device = resolve_device(device_name)
-    prepare_device(device)
-    cfg = replace(trained, shards=shards, shard_urls=None, workers=default_workers(device) if workers is None else workers,
-                  figures=figures, fast_dev_run=False, real_labels=real_labels, device=device_name,
-                  eval_batch_size=batch_size or trained.eval_batch_size).resolved(manifest.patch_size)
+    with DatasetReadLock(shards):
+        manifest, _ = load_dataset(shards, for_training=False)
+        if manifest.layout == "imagenetv2":
+            require_ilsvrc_classes(manifest, shards, "ImageNetV2's class folders")
+        check_classes(state, manifest.class_table(), checkpoint)
+        trained = TrainConfig.from_dict(state["config"])
+        out = out or default_out(checkpoint, trained.shards, shards, manifest.task)
+        device = resolve_device(device_name)
+        prepare_device(device)
+        cfg = replace(trained, shards=shards, shard_urls=None, figures=figures, fast_dev_run=False,
+                      workers=default_workers(device) if workers is None else workers, real_labels=real_labels,
+                      device=device_name, eval_batch_size=batch_size or trained.eval_batch_size)
+        with RunFolderLock(out):  # a training's final evaluation writes the same files there
+            return evaluate_state(state, checkpoint, manifest, cfg.resolved(manifest.patch_size), out, predictions)
+
+
+def evaluate_state(state: dict, checkpoint: Path, manifest, cfg: TrainConfig, out: Path,
+                   predictions: Path | None) -> dict:
+    device = resolve_device(cfg.device)
     model = AlexNet(manifest.num_classes, Architecture(**state["architecture"])).to(device)
     model.load_state_dict(state["model"])
     augment = DeviceAugment(InputStats(**state["normalization"]), cfg.pca_std, device)  # what the model saw
     out.mkdir(parents=True, exist_ok=True)
-    if figures:
+    if cfg.figures:
         log_kernel_figure(model, None, out, state["epoch"])
     if state["patch_size"] != manifest.patch_size:
-        print(f"WARNING: {checkpoint} was trained on {state['patch_size']} px patches, {shards} holds "
+        print(f"WARNING: {checkpoint} was trained on {state['patch_size']} px patches, {cfg.shards} holds "
               f"{manifest.patch_size} px ones ({cfg.crop} px crops of them): the model sees its inputs at another "
               f"scale; results.json records both sizes", file=sys.stderr)
     return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,

@@ -9,27 +9,28 @@ import itertools
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+import uuid
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from shared.exit_status import RunStopped, describe_os_error, interruption, raise_if_interrupted, worker_death
+from shared.folder_locks import DatasetReadLock, RunFolderLock
 from shared.json_files import write_atomic, write_json_atomic
 from shared.manifest import Manifest
 from shared.output_paths import check_output_folder
 
 from .augment import DeviceAugment, InputStats
-from .checkpoint import (BEST, LAST, check_best_matches, check_classes, checkpoint_state, copy_into, load_checkpoint,
-                         remove_partial_writes, restore_best, save_epoch_checkpoints, save_last)
+from .checkpoint import (BEST, LAST, check_classes, check_same_run, checkpoint_state, copy_into, first_line,
+                         load_checkpoint, remove_partial_writes, restore_best, save_epoch_checkpoints, save_last)
 from .config import FAST_DEV_STEPS, TrainConfig
 from .loader import SampleRules, TrainStream, check_shard_count, iterate_train_batches
-from .dataset_folder import check_evaluated, dataset_input_stats, load_dataset
+from .dataset_folder import DatasetFiles, check_evaluated, dataset_input_stats, load_dataset
 from .device import (Precision, autocast_for, default_workers, describe, prepare_device,
                      resolve_device, resolve_precision, warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
@@ -39,7 +40,7 @@ from .model import build_model
 from .optim import build_optimizer
 from .per_sample import load_real_labels
 from .run_folder import (CONFIG_NAME, CURVE_NAME, METRICS_NAME, RESULTS_NAME, append_metrics, create_run_dir,
-                         git_hash, read_metrics, rewrite_metrics)
+                         git_hash, open_event_writer, read_metrics, rewrite_metrics, run_id_of_folder)
 from .mid_epoch import (EpochProgress, MidEpochSaver, check_resumable, default_minutes, in_epoch_record,
                         restore_rank)
 from .schedule import LrDrop, LrSchedule
@@ -118,11 +119,17 @@ class Run:
     best_error: float = math.inf
     best_epoch: int = -1
     folder: Path | None = None
-    writer: SummaryWriter | None = None
+    writer: object | None = None  # TensorBoard's SummaryWriter (run_folder.open_event_writer)
     resumed_row: dict | None = None  # last.pt's metrics row, re-written to metrics.jsonl if a kill lost it
     last_row: dict | None = None  # the last completed epoch's metrics row (mid-epoch checkpoints carry it)
     in_epoch: dict | None = None  # a mid-epoch checkpoint's record, until its epoch resumes
     checkpoint_minutes: float = 0.0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # made at the start, kept by every resume
+    dataset_files: DatasetFiles | None = None  # the shards as the run found them: a change is noticed
+    folder_lock: RunFolderLock | None = None
+
+    def identity(self) -> dict:
+        return {"run_id": self.run_id, "dataset": self.manifest.fingerprint()}
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -134,21 +141,33 @@ def train(cfg: TrainConfig) -> dict:
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
     try:
-        run = setup_run(cfg, device, d, settings)
-        try:
-            for epoch in range(run.start_epoch, run.epochs):
-                run_epoch(run, epoch)
-            return finish(run)
-        except OSError as exc:  # disk full or read-only at a checkpoint, a shard gone: what to resume from
-            raise RunStopped(f"{describe_os_error(exc)}; fix that, then {resume_advice(run)}") from None
-        except KeyboardInterrupt as exc:  # the same command would now be refused (the folder holds a run)
-            raise RunStopped(f"interrupted ({interruption(exc)}); {resume_advice(run)}") from None
-        except RuntimeError as exc:
-            if (died := worker_death(exc)) is None:
-                raise
-            raise RunStopped(f"{died}; {resume_advice(run)}") from None
+        with DatasetReadLock(cfg.shards):  # no alexnet-prep rewrites the dataset under the run
+            run = setup_run(cfg, device, d, settings)
+            try:
+                return run_all_epochs(run)
+            finally:
+                if run.folder_lock is not None:
+                    run.folder_lock.release()
     finally:
         close_distributed(d)
+
+
+def run_all_epochs(run: Run) -> dict:
+    """The epochs and the final evaluation; a stop says what to resume from."""
+    try:
+        for epoch in range(run.start_epoch, run.epochs):
+            run.dataset_files.check_unchanged()
+            run_epoch(run, epoch)
+        run.dataset_files.check_unchanged()
+        return finish(run)
+    except OSError as exc:  # disk full or read-only at a checkpoint, a shard gone: what to resume from
+        raise RunStopped(f"{describe_os_error(exc)}; fix that, then {resume_advice(run)}") from None
+    except KeyboardInterrupt as exc:  # the same command would now be refused (the folder holds a run)
+        raise RunStopped(f"interrupted ({interruption(exc)}); {resume_advice(run)}") from None
+    except RuntimeError as exc:
+        if (died := worker_death(exc)) is None:
+            raise
+        raise RunStopped(f"{died}; {resume_advice(run)}") from None
 
 
 def check_run_outputs(cfg: TrainConfig) -> None:
@@ -160,9 +179,12 @@ def check_run_outputs(cfg: TrainConfig) -> None:
 
 
 def resume_advice(run: Run) -> str:
-    last = run.folder / LAST if run.folder is not None else None
-    if last is not None and last.is_file():
-        return f"continue with --resume {last} (the last saved epoch or step is kept there)"
+    """What to continue from, as the run folder holds it now: last.pt, else a best.pt whose
+    last.pt was never written (a full disk between the two), else nothing."""
+    for name, what in ((LAST, "the last saved epoch or step is kept there"), (BEST, "the last epoch saved")):
+        path = run.folder / name if run.folder is not None else None
+        if path is not None and path.is_file():
+            return f"continue with --resume {path} ({what})"
     return "nothing was saved yet: start the run again"
 
 
@@ -171,6 +193,7 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | 
     if cfg.workers is None:
         cfg = replace(cfg, workers=default_workers(device))
     manifest, stats = load_dataset(cfg.shards, cfg.shard_urls, cfg.verify_checksums)
+    dataset_files = DatasetFiles.as_found(manifest, cfg.shards, cfg.shard_urls)
     cfg = cfg.resolved(manifest.patch_size)
     if cfg.real_labels:  # checked now, not after the last epoch
         load_real_labels(cfg.real_labels, manifest, cfg.shards)
@@ -192,6 +215,7 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | 
               DeviceAugment(inputs, cfg.pca_std, device), autocast_for(device, precision), precision,
               settings or {}, steps, 1 if cfg.fast_dev_run else cfg.epochs)
     run.checkpoint_minutes = cfg.checkpoint_every if cfg.checkpoint_every is not None else default_minutes(device)
+    run.dataset_files = dataset_files
     if cfg.resume:
         resume_from(run, cfg.resume)
     run.net = wrap_for_training(run)
@@ -221,11 +245,16 @@ def resume_from(run: Run, path: Path) -> None:
     if state["architecture"] != run.model.arch.to_dict():
         raise ValueError(f"{path}: trained with architecture {state['architecture']}, this run asks for "
                          f"{run.model.arch.to_dict()}; pass the same --lrn/--conv1-padding/--dropout-mode flags")
+    run.best_error, run.best_epoch = check_same_run(state, run.cfg, run.manifest, Path(path))
+    run.run_id = (state.get("identity") or {}).get("run_id") or run_id_of_folder(Path(path).parent) or run.run_id
     run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.schedule.load_state_dict(state["schedule"])
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.schedule.load_state_dict(state["schedule"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: its optimizer or schedule state does not fit this run's ({first_line(exc)})") \
+            from None
     run.start_epoch = state["epoch"] + 1
-    run.best_error, run.best_epoch = check_best_matches(Path(path).parent, state)
     run.resumed_row = run.last_row = state["metrics_row"]
     if "in_epoch" in state:
         check_resumable(state["in_epoch"], run.cfg, run.d, path)
@@ -241,16 +270,17 @@ def open_run_folder(run: Run) -> None:
     else:
         folder = create_run_dir(cfg.logdir, cfg.run_name, run.manifest.task)
     run.folder = folder
+    run.folder_lock = RunFolderLock(folder).__enter__()  # before anything here is touched: one writer
     for stale in remove_partial_writes(folder):
         print(f"removed {stale}: a save interrupted by a crash", file=sys.stderr)
     if resume_dir is not None:
         prepare_resumed_folder(run, resume_dir)
     write_json_atomic(folder / CONFIG_NAME, {
-        "config": cfg.to_dict(), "git": git_hash(), "world_size": run.d.world, "device": str(run.device),
+        "config": cfg.to_dict(), "run_id": run.run_id, "git": git_hash(), "world_size": run.d.world, "device": str(run.device),
         "torch": torch.__version__, "steps_per_epoch": run.steps, "per_rank_batch": cfg.batch_size // run.d.world,
         "architecture": run.model.arch.to_dict(), "precision": run.precision.to_dict(),
         "device_settings": run.device_settings, "compile": uses_compile(run.cfg, run.device)})
-    run.writer = SummaryWriter(str(folder))
+    run.writer = open_event_writer(folder)
     print(f"run folder {folder}: {run.manifest.task}, {run.manifest.num_classes} classes, {run.steps} steps/epoch "
           f"x {run.epochs - run.start_epoch} epochs, batch {cfg.batch_size} ({run.d.world} ranks), "
           f"{describe(run.device, run.precision, run.device_settings)}",
@@ -345,7 +375,8 @@ def run_state(run: Run, epoch: int, row: dict | None) -> dict:
     return checkpoint_state(
         model=run.model, optimizer=run.optimizer, schedule=run.schedule, epoch=epoch, config=run.cfg.to_dict(),
         arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=run.inputs.state(),
-        patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row)
+        patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row,
+        identity=run.identity())
 
 
 def save_mid_epoch(run: Run, epoch: int, done: EpochProgress, ranks: list[dict]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +57,36 @@ def create_run_dir(logdir: Path, name: str | None, task: str) -> Path:
         raise FileExistsError(f"{run} already holds a run ({', '.join(taken)}): pass another --run-name, {advice}")
     run.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def run_id_of_folder(run: Path) -> str | None:
+    """The run id config.json records (a run whose checkpoints predate their identity keeps the
+    folder's), or None."""
+    try:
+        record = read_json(run / CONFIG_NAME, "")
+    except (FileNotFoundError, ValueError):
+        return None
+    run_id = record.get("run_id") if isinstance(record, dict) else None
+    return run_id if isinstance(run_id, str) and len(run_id) == 32 and run_id.isalnum() else None
+
+
+def open_event_writer(folder: Path):
+    """TensorBoard's writer for a run folder. A write that fails in its background thread (a
+    full disk, a folder made read-only) is raised again in the main process at its next call,
+    where the command's error boundary reports it in one line; the thread's own traceback,
+    printed beside that line, is kept quiet."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    previous = threading.excepthook
+    if not getattr(previous, "quiet_event_writer", False):
+        def hook(args) -> None:
+            if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+                return
+            previous(args)
+
+        hook.quiet_event_writer = True
+        threading.excepthook = hook
+    return SummaryWriter(str(folder))
 
 
 def append_metrics(run: Path, row: dict) -> None:

@@ -39,6 +39,10 @@ def read_class_folders(src: Path) -> Source:
     if train_root is None:
         raise ValueError(f"--src {src}: expected class folders <class>/<image> or train/<class>/<image>")
     names = [d.name for d in list_folder(train_root, src).dirs]  # sorted, as torchvision's ImageFolder
+    if len(names) < 2:
+        raise ValueError(f"--src {src}: {len(names)} class folder{'s' if len(names) != 1 else ''} in "
+                         f"{relative(train_root, src) or '.'}/ ({', '.join(names) or 'none'}): a classifier needs two "
+                         f"or more, one per class")
     name = sanitize_key(src.name) or "folder"
     source = Source(name, LAYOUT, src, [ClassInfo(i, None, n) for i, n in enumerate(names)], {})
     by_name = {n: i for i, n in enumerate(names)}
@@ -76,12 +80,32 @@ def _class_items(source: Source, class_dir: Path, root: Path, label: int | None,
 
 # ---- the form (prep/forms/__init__.py) --------------------------------------------------------
 LAYOUT = "class-folders"
-HOLDS = "your own data: `<class>/<image>`, or `train/<class>/<image>` with optional `val/<class>/<image>` (classes sorted by name, as torchvision's ImageFolder)"
+HOLDS = "your own data, two classes or more: `<class>/<image>`, or `train/<class>/<image>` with optional `val/<class>/<image>` (classes sorted by name, as torchvision's ImageFolder)"
 OWN_IDS = False
 
 
 def detect(src) -> str | None:
-    return "folder" if _class_root(src) is not None else None
+    """Class folders; those named by numbers that text order would shuffle ("10" before "2":
+    folder 10 would be label 2) only when --form folder says so."""
+    root = _class_root(src)
+    if root is None:
+        return None
+    names = sorted(d.name for d in _class_dirs(root))
+    shuffled = [(a, b) for a, b in zip(names, names[1:]) if a.isdigit() and b.isdigit() and int(a) > int(b)]
+    if shuffled and all(n.isdigit() for n in names):
+        a, b = shuffled[0]
+        raise ValueError(f"--src {src}: class folders named by numbers sort as text, as torchvision's ImageFolder "
+                         f"sorts them ('{a}' before '{b}'): pass --form folder to read them so, --form imagenetv2 if "
+                         f"they are ImageNet class indices, or name them with leading zeros")
+    return "folder"
+
+
+def fits(src) -> bool:
+    """--form folder: class folders, at least two of them -- one class is no classification
+    task, and what another layout looks like when read as class folders (Kaggle's top folder
+    `ILSVRC/` holding `Data/`)."""
+    root = _class_root(src)
+    return root is not None and len(_class_dirs(root)) >= 2
 
 
 def read(src, task: str) -> Source:

@@ -17,13 +17,37 @@ V2_FOLDER = re.compile(r"(imagenetv2-[a-z0-9.-]+)-format-val")
 V2_CLASS_FOLDERS = {str(k) for k in range(1000)}  # ImageNetV2's folders: class indices, no leading zeros
 
 
-def _v2_by_content(folder) -> bool:
-    """ImageNetV2 is 1,000 folders named 0..999 (whatever the top folder is called). Most
-    of them, with a few missing or others beside them, is a damaged copy: refused, never
-    read as class folders (string-sorted "0", "1", "10", ...: every label permuted)."""
+SHA1_IMAGE = re.compile(r"[0-9a-f]{40}\.jpe?g", re.IGNORECASE)  # ImageNetV2's file names
+
+
+def _numeric_folders(folder) -> set[str]:
+    """Its class folders when every one is named as a class index 0..999, else none."""
+    names = {d.name for d in list_folder(folder, folder).dirs}
+    return names if names and names <= V2_CLASS_FOLDERS else set()
+
+
+def _sha1_named(folder, names: set[str]) -> bool:
+    first = folder / min(names, key=int)
+    return any(SHA1_IMAGE.fullmatch(p.name) for p in list_folder(first, folder).files)
+
+
+def _v2_by_content(folder, named: bool = False) -> bool:
+    """ImageNetV2 is 1,000 folders named 0..999 (whatever the top folder is called). Some of
+    them alone, holding its <sha1>.jpeg files, or most of them with others beside, is a part
+    or a damaged copy: refused, never read as class folders (string-sorted "0", "1", "10", ...:
+    every label permuted), unless --form imagenetv2 (`named`) says to read what is there."""
     names = {d.name for d in list_folder(folder, folder).dirs}
     if names == V2_CLASS_FOLDERS:
         return True
+    numeric = _numeric_folders(folder)
+    if numeric and (named or _sha1_named(folder, numeric)):
+        if named:
+            return True
+        missing = sorted(V2_CLASS_FOLDERS - numeric, key=int)
+        raise ValueError(f"--src {folder}: {len(numeric)} of ImageNetV2's 1,000 class folders (0..999 holding "
+                         f"<sha1>.jpeg; missing e.g. {', '.join(missing[:3])}): pass --form imagenetv2 to read them "
+                         f"as ImageNetV2 (folder k = class k), or --form folder to read them as class folders of a "
+                         f"dataset of their own (sorted as text, as torchvision's ImageFolder)")
     indices = names & V2_CLASS_FOLDERS
     if len(indices) > len(V2_CLASS_FOLDERS) // 2:
         missing = sorted(V2_CLASS_FOLDERS - names, key=int)
@@ -35,16 +59,17 @@ def _v2_by_content(folder) -> bool:
     return False
 
 
-def find_imagenetv2(src):
+def find_imagenetv2(src, named: bool = False):
     """The ImageNetV2 folder of --src: --src itself (by its name `imagenetv2-*-format-val`
     or by its content), or the one folder inside it (--src given as its parent, or a
-    tar.gz holding it); None if neither."""
+    tar.gz holding it); None if neither. `named`: --form imagenetv2 accepts some of its
+    class folders."""
     if not src.is_dir():
         return None
-    if V2_FOLDER.fullmatch(src.name) or _v2_by_content(src):
+    if V2_FOLDER.fullmatch(src.name) or _v2_by_content(src, named):
         return src
     dirs = list_folder(src, src).dirs
-    if len(dirs) == 1 and (V2_FOLDER.fullmatch(dirs[0].name) or _v2_by_content(dirs[0])):
+    if len(dirs) == 1 and (V2_FOLDER.fullmatch(dirs[0].name) or _v2_by_content(dirs[0], named)):
         return dirs[0]
     return None
 
@@ -57,7 +82,7 @@ def read_imagenetv2(src) -> Source:
     """An evaluation-only dataset (a `val` split) over ImageNet's 1,000 classes: folder k is
     class k of the sorted-wnid table (as integers: folder "10" is class 10, not the third)."""
     classes = shipped_classes()
-    folder = find_imagenetv2(src)
+    folder = find_imagenetv2(src, named=True)
     if folder is None:
         raise ValueError(f"--src {src}: not ImageNetV2 (1,000 folders named 0..999 of images, in "
                          f"imagenetv2-<variant>-format-val/)")
@@ -82,6 +107,10 @@ def read_imagenetv2(src) -> Source:
             else:
                 items.append(Item(sanitize_key(f"{label}_{path.stem}"), label, relative(path, source.root)))
     source.items["val"] = items
+    held = len(_numeric_folders(folder))
+    if held < len(V2_CLASS_FOLDERS):
+        source.reading = (f"read as ImageNetV2 (--form imagenetv2): {held:,} of its 1,000 class folders, folder k "
+                          f"= class k")
     return source
 
 
@@ -93,6 +122,11 @@ OWN_IDS = True
 
 def detect(src) -> str | None:
     return "imagenetv2" if is_imagenetv2(src) else None
+
+
+def fits(src) -> bool:
+    """--form imagenetv2: its folder, or class folders all named as class indices 0..999."""
+    return find_imagenetv2(src, named=True) is not None
 
 
 def read(src, task: str) -> Source:
