@@ -6,16 +6,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from shared.datasets import KNOWN
 from shared.limits import DEFAULT_MAX_PIXELS, MAX_PATCH_SIZE, RESAMPLERS
 from .forms import TASKS as FORM_TASKS
 
 TASKS = FORM_TASKS  # what --form (alias --task) accepts: the forms registry's (prep/forms/__init__.py)
 
-# Holdout sizes of the PyTorch replication (README, "Sources"), capped at 10% of train.
-DEFAULT_HOLDOUT = {
-    "imagenet": 50_000, "tiny-imagenet": 5_000, "mnist": 3_000, "fashion-mnist": 3_000,
-    "cifar10": 2_000, "cifar100": 2_000,
-}
+# Holdout sizes of the PyTorch replication (shared/datasets.py), capped at 10% of train.
+DEFAULT_HOLDOUT = {name: d.holdout for name, d in KNOWN.items() if d.holdout is not None}
 HOLDOUT_MAX_FRACTION = 0.10
 
 

@@ -35,15 +35,15 @@ class RunStopped(RuntimeError):
 
 
 # What stops a command politely, as Ctrl-C does: a scheduler's or `kill`'s SIGTERM, and SIGHUP --
-# a closed terminal or SSH session, the commonest way a long run dies (it used to exit 129 with no
-# word and no checkpoint).
+# a closed terminal or SSH session, the commonest way a long run dies (left to the default, the
+# process ends with 129: no word, no checkpoint).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised in the main process as Ctrl-C is, so that the same clean-up
-    runs and the same one line is printed (SIGTERM used to exit 143 in silence while a loader
-    worker lived on)."""
+    runs and the same one line is printed (left to the default, the process ends in silence
+    while a loader worker lives on)."""
 
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__(signum)

@@ -14,14 +14,15 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .datasets import TRAINABLE
 from .json_files import json_field, read_json, write_json_atomic
 from .limits import MAX_PATCH_SIZE
 from .shards import SHARD_PATTERN, SPLITS
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "alexnet-shards/2"
-# The datasets prep knows by name; shards of a class-folder dataset are named after the folder.
-TASKS = ("imagenet", "tiny-imagenet", "mnist", "fashion-mnist", "cifar10", "cifar100")
+# The datasets prep knows by name (shared/datasets.py); a class-folder dataset is named after its folder.
+TASKS = TRAINABLE
 
 
 class ShardUrl(str):

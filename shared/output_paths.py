@@ -4,8 +4,8 @@ input of the same command -- not the same file (through a symlink or a hard link
 inside a dataset folder the command reads, not a record of a run folder it reads. Checked
 before any work; a refusal is a ValueError naming the flag and the path (exit 2).
 
-Found by issue 30's hostile round: `evaluate --predictions` replaced, with exit 0, the
-checkpoint, the ReaL file, the dataset's manifest.json, a shard and a device node."""
+Without it `evaluate --predictions` could replace, with exit 0, the checkpoint, the ReaL file,
+the dataset's manifest.json, a shard or a device node."""
 from __future__ import annotations
 
 import os

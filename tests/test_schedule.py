@@ -24,8 +24,7 @@ FLOORS, TAUS = (0.58, 0.47, 0.435, 0.43), (8.0, 3.0, 3.0, 3.0)
 def schedule_from(cfg: TrainConfig, **overrides) -> LrSchedule:
     cfg = TrainConfig(**{**cfg.__dict__, "task": "imagenet", **overrides}).resolved()
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.learn_rate)
-    return LrSchedule(opt, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta, cfg.milestones(),
-                      cfg.lr_drops)
+    return LrSchedule.from_config(opt, cfg)
 
 
 class TorchPlateau:
@@ -96,7 +95,8 @@ def test_previous_rule_missed_drops():
 def test_step_schedule_and_the_lr_in_every_group():
     opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr_mult": 1.0},
                            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr_mult": 2.0}], lr=0.01)
-    schedule = LrSchedule(opt, 0.01, "step", milestones=[2, 4, 6, 8], max_drops=3)
+    cfg = TrainConfig(task="imagenet", lr_schedule="step", lr_milestones="2,4,6,8", lr_drops=3).resolved()
+    schedule = LrSchedule.from_config(opt, cfg)
     lrs = []
     for epoch in range(10):
         drop = schedule.step(epoch, 0.5)

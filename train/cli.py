@@ -65,7 +65,7 @@ def train_command(ctx: typer.Context, config: Optional[Path] = None, preset: Opt
     if ctx.invoked_subcommand is not None:
         misplaced = [flags_of(k)[0] for k, v in given.items() if v is not None] + (["--preset"] if preset else []) \
             + (["--config"] if config else [])
-        if misplaced:  # `alexnet-train --epochs 3 table runs/x` used to ignore --epochs without a word
+        if misplaced:  # `alexnet-train --epochs 3 table runs/x` would ignore --epochs without a word
             fail(f"{', '.join(misplaced)}: {'options' if len(misplaced) > 1 else 'an option'} of training, given "
                  f"before `{ctx.invoked_subcommand}`, which does not use them; drop them, or see "
                  f"`alexnet-train {ctx.invoked_subcommand} --help`")

@@ -11,7 +11,8 @@ from typing import Literal, Optional
 
 from shared.manifest import TASKS
 
-from .architecture import Architecture
+from .architecture import CONV1_PADDINGS, DROPOUT_MODES, LRN_MODES, TOWERS, Architecture
+from .schedule import SCHEDULES
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-4}  # §5 | the PyTorch replication's Adam (README, "Sources")
@@ -44,7 +45,7 @@ class TrainConfig:
                                       "Caffe (lr_mult 2); 1 = §5's 'equal learning rate' read literally.")
     momentum: float = option(0.9, "§5 momentum.")
     weight_decay: float = option(0.0005, "§5 weight decay, on weights only (cuda-convnet, Caffe).")
-    lr_schedule: Literal["plateau", "step"] = option(
+    lr_schedule: Literal[SCHEDULES] = option(
         "plateau", "§5: ε ÷ 10 when the holdout error stops improving ('plateau'), or at --lr-milestones ('step').")
     lr_patience: int = option(5, "plateau: epochs per window; ε ÷ 10 when the last window's mean holdout error@1 "
                                  "is not --lr-min-delta below the window before's.")
@@ -54,17 +55,17 @@ class TrainConfig:
                                             "iterations of 256 = 20 epochs).")
     lr_drops: int = option(3, "§5: the rate was reduced three times; at most this many drops.")
     # ---- network (§3, §4.2) and initialisation (§5)
-    lrn: Literal["as-run", "text", "none"] = option(
+    lrn: Literal[LRN_MODES] = option(
         "as-run", "§3.3 LRN: as-run = cuda-convnet (α/n per term, within each GPU's maps); text = α per term "
                   "across all maps; none = the §3.3 ablation.")
-    conv1_padding: Literal["as-run", "symmetric"] = option(
+    conv1_padding: Literal[CONV1_PADDINGS] = option(
         "as-run", "conv1: as-run = cuda-convnet's 55x55 (3 zero px right and bottom); symmetric = 2 px per side.")
     dropout: float = option(0.5, "§4.2 probability of zeroing fc6 and fc7 outputs (0 = the ablation).")
-    dropout_mode: Literal["paper", "inverted"] = option(
+    dropout_mode: Literal[DROPOUT_MODES] = option(
         "paper", "§4.2: paper = unscaled in training, x0.5 at test (cuda-convnet2 dropout2); inverted = x2 in "
                  "training (nn.Dropout).")
     pool_size: int = option(3, "§3.4 pooling window z (stride 2): 3 overlapping; 2 = the non-overlapping ablation.")
-    towers: Literal["two", "one"] = option(
+    towers: Literal[TOWERS] = option(
         "two", "§3.2: two = the two-GPU net; one = the one-GPU net with half the kernels in conv1-conv4.")
     init: Literal["caffe", "paper"] = option(
         "caffe", "caffe = bvlc_alexnet (N(0, 0.01), fc6/fc7 0.005, biases 0.1); paper = §5 exactly (biases 1). "
@@ -187,7 +188,7 @@ RANGES = {
 
 def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
     """Every number within what the run can use, before anything starts: `--learn-rate inf`,
-    1e30 or `--pca-std 1e300` used to pass and end in a traceback after the first step."""
+    1e30 or `--pca-std 1e300` would otherwise end the run in a traceback after its first step."""
     rules = [
         ("epochs", 1 <= cfg.epochs <= 100_000),
         ("batch_size", 1 <= cfg.batch_size <= 1 << 20),

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.ilsvrc import VAL_IMAGES
+from shared.datasets import KNOWN
 from shared.manifest import MANIFEST_NAME, Manifest, read_manifest
 from shared.shards import shard_problem
 from shared.stats import STATS_NAME, RgbStats, read_mean_image, read_stats
@@ -17,9 +17,7 @@ from .augment import InputStats, input_stats
 
 # The official evaluation set of each named dataset (what the paper's and the replication's
 # numbers are measured on); fewer samples are reported loudly and recorded in results.json.
-OFFICIAL_EVAL_SIZE = {"imagenet": VAL_IMAGES, "tiny-imagenet": 10_000, "mnist": 10_000, "fashion-mnist": 10_000,
-                      "cifar10": 10_000, "cifar100": 10_000, "imagenetv2-matched-frequency": 10_000,
-                      "imagenetv2-threshold0.7": 10_000, "imagenetv2-top-images": 10_000}
+OFFICIAL_EVAL_SIZE = {name: d.official_eval for name, d in KNOWN.items()}
 
 
 def load_dataset(shards: Path, shard_urls: str | None = None, verify_checksums: bool = False,

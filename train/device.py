@@ -25,9 +25,8 @@ def resolve_device(name: str) -> torch.device:
 
 def default_workers(device: torch.device) -> int:
     """Loader processes per rank when --workers is not given. On the 2-core CPU one worker
-    beside torch's two threads trains as fast as the model alone (bench/train_throughput.py (f),
-    2026-12-04: 1 worker 1.02x model-only, 2 workers 1.04x, none 1.02x, 1 worker with 1 thread
-    0.56x; docs/performance.md); CUDA keeps 4."""
+    beside torch's two threads trains as fast as the model alone (bench/train_throughput.py (f):
+    docs/performance.md); CUDA keeps 4."""
     return 1 if device.type == "cpu" else 4
 
 

@@ -84,9 +84,9 @@ def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAug
         if after_step is not None:
             after_step(step + 1, lambda: EpochProgress(step + 1, float(loss_sum), images_seen,
                                                        time.perf_counter() - start), generator)
-        # The safe point follows the save: a signal that came while the next batch was awaited
-        # (the loader is the slower side on a loaded machine) used to stop the run before its
-        # step, with the steps since the last save unsaved (a CI run of the SIGTERM test).
+        # The safe point follows the save: a signal that comes while the next batch is awaited
+        # (the loader is the slower side on a loaded machine) would otherwise stop the run before
+        # its step, with the steps since the last save unsaved.
         raise_if_interrupted()
     loss = all_reduce_sum([float(loss_sum) / steps], device, d)[0] / d.world
     if not math.isfinite(loss):
@@ -206,8 +206,7 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | 
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.optimizer, cfg.learn_rate, cfg.momentum, cfg.weight_decay,
                                 cfg.bias_lr_mult if cfg.optimizer == "sgd" else 1.0)
-    schedule = LrSchedule(optimizer, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta,
-                          cfg.milestones(), cfg.lr_drops)
+    schedule = LrSchedule.from_config(optimizer, cfg)
     inputs = dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop)
     precision = resolve_precision(device, cfg.precision)
     warn_slow_bf16(device, precision)

@@ -72,9 +72,8 @@ def _f32_to_bf16(bits):  # pragma: no cover (compiled): round to nearest even, a
 @numba.njit(inline="always", error_model="numpy")
 def _load(src, dst_bits, bf16):  # pragma: no cover (compiled)
     """dst_bits[:src.size] = fp32 bits of src: a block of rows, sliced from the 2-D array and
-    raveled. Flat arrays indexed at an offset instead cost the kernels a third more (conv1's
-    128x96x55x55 bf16 LRN forward + backward 204-214 ms against 149-161 ms, 2-core CPU,
-    2026-12-04)."""
+    raveled. Flat arrays indexed at an offset instead cost the kernels a third more
+    (docs/performance.md, "Training and evaluation at this CPU's limit")."""
     if bf16:
         for m in range(src.size):
             dst_bits[m] = _bf16_to_f32(src[m])

@@ -29,7 +29,7 @@ the code's and the text stays an option (docs/paper.md, "Deviations", has the fu
 - Layer-1 activations are 55*55*96 = 290,400; the paper's 253,440 is a misprint.
 - Initialisation: see `init_weights` ("caffe" default; "paper" is §5 exactly).
 Ablations of §3.2 (`towers="one"`), §3.3 (`lrn="none"`) and §3.4 (`pool_size=2`) are
-options too; their numbers are in the README's ablation table.
+options too (docs/variants.md measures the init and LRN choices).
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def gather_records(records: list[dict], d) -> list[dict]:
 
 def require_ilsvrc_classes(manifest, shards, what: str) -> None:
     """ReaL and ImageNetV2 index ILSVRC-2012's classes in sorted-wnid order: a dataset with
-    another class table would be scored in the wrong index space (issue 30)."""
+    another class table would be scored in the wrong index space."""
     if not is_ilsvrc_order([c.wnid for c in manifest.classes]):
         raise ValueError(f"{Path(shards) / MANIFEST_NAME}: its {manifest.num_classes} classes are not ILSVRC-2012's "
                          f"in sorted-wnid order, which {what} index; shard ImageNet again with this version of "

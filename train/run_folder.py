@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from shared.datasets import KNOWN
 from shared.json_files import json_field, naming, read_json, write_atomic, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,8 +123,7 @@ def rewrite_metrics(run: Path, last_epoch: int, last_row: dict | None, source: P
 # error@1, error@5 on the reported split
 PAPER = {"imagenet": (0.407, 0.182)}  # Krizhevsky et al. 2012, Table 2, one CNN
 # The PyTorch replication this project replaces (README, "Sources"): its results table.
-REPLICATION = {"imagenet": (0.48, 0.25), "mnist": (0.01, 0.00), "fashion-mnist": (0.09, 0.00),
-               "cifar10": (0.13, 0.01), "cifar100": (0.41, 0.16), "tiny-imagenet": (0.57, 0.32)}
+REPLICATION = {name: d.seed_figure for name, d in KNOWN.items() if d.seed_figure is not None}
 # Published figures shown beside ImageNet runs: (who, task, 10-view, centre, ReaL error@1, source)
 REFERENCES = [
     ("the paper, one CNN", "imagenet", (0.407, 0.182), None, None, "Krizhevsky et al. 2012, Table 2"),
@@ -199,19 +199,28 @@ def parse_results(d, path) -> dict:
     return d
 
 
+# The results table, column by column: (header, the cell of one results.json record of a run)
+TABLE_COLUMNS = (
+    ("run", lambda run, r: Path(run).name),
+    ("task", lambda run, r: r["task"]),
+    ("split", lambda run, r: r["split"]),
+    ("samples", lambda run, r: f"{r['samples']:,}" + ("" if r.get("complete", True) else " (incomplete)")),
+    ("epochs", lambda run, r: str(r["epochs"])),
+    ("ours 10-view err@1 / err@5", lambda run, r: _pair((r["error@1"], r["error@5"]))),
+    ("ours centre", lambda run, r: _pair((r["centre_error@1"], r["centre_error@5"]))),
+    ("ReaL err@1 / err@5 (10-view)", lambda run, r: _real(r.get("real"))),
+    ("paper", lambda run, r: _pair(PAPER.get(r["task"]))),
+    ("PyTorch replication", lambda run, r: _pair(REPLICATION.get(r["task"]))),
+)
+
+
 def format_table(runs: list[Path]) -> str:
-    rows = ["| run | task | split | samples | epochs | ours 10-view err@1 / err@5 | ours centre | ReaL err@1 / err@5 "
-            "(10-view) | paper | PyTorch replication |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| " + " | ".join(header for header, _ in TABLE_COLUMNS) + " |", "|---" * len(TABLE_COLUMNS) + "|"]
     tasks = set()
     for run in runs:
         for r in results_of(run):
             tasks.add(r["task"])
-            samples = f"{r['samples']:,}" + ("" if r.get("complete", True) else " (incomplete)")
-            rows.append(f"| {Path(run).name} | {r['task']} | {r['split']} | {samples} | {r['epochs']} | "
-                        f"{_pair((r['error@1'], r['error@5']))} | "
-                        f"{_pair((r['centre_error@1'], r['centre_error@5']))} | "
-                        f"{_real(r.get('real'))} | "
-                        f"{_pair(PAPER.get(r['task']))} | {_pair(REPLICATION.get(r['task']))} |")
+            rows.append("| " + " | ".join(cell(run, r) for _, cell in TABLE_COLUMNS) + " |")
     imagenet = any(task == "imagenet" or task.startswith("imagenetv2") for task in tasks)
     shown = REFERENCES if imagenet else []  # val, ReaL and ImageNetV2 are read together
     if shown:

@@ -9,7 +9,7 @@ windows, not single epochs: with holdout noise of ±0.3 points, a best-so-far ru
 threshold (torch's ReduceLROnPlateau, this project's previous rule) missed its third drop
 in 117 of 300 simulated ImageNet-like runs, while this rule made all three drops by epoch
 84 in every run and never dropped on a curve still falling a point per 5 epochs
-(tests/test_schedule.py replays both; table in the README).
+(tests/test_schedule.py replays both).
 "step": ε ÷ 10 after each epoch in `milestones` (Caffe's bvlc_alexnet: every 100,000
 iterations of 256 images, i.e. 20 epochs).
 Each group's rate is ε times its `lr_mult` (biases: train/optim.py).
@@ -30,16 +30,24 @@ class LrDrop:
 
 
 class LrSchedule:
-    def __init__(self, optimizer, base_lr: float, kind: str = "plateau", patience: int = 5,
-                 min_delta_points: float = 0.3, milestones: list[int] | None = None, max_drops: int = 3):
+    """Built from a run's config (`from_config`): its fields hold the defaults, once."""
+
+    def __init__(self, optimizer, base_lr: float, kind: str, patience: int, min_delta_points: float,
+                 milestones: list[int], max_drops: int):
         if kind not in SCHEDULES:
             raise ValueError(f"lr schedule {kind!r}: expected one of {', '.join(SCHEDULES)}")
         self.optimizer, self.base_lr, self.kind = optimizer, base_lr, kind
         self.patience, self.min_delta, self.max_drops = patience, min_delta_points / 100, max_drops
-        self.milestones = sorted(milestones or [])
+        self.milestones = sorted(milestones)
         self.window: list[float] = []  # holdout errors at the current rate
         self.drops: list[LrDrop] = []
         self.apply()
+
+    @classmethod
+    def from_config(cls, optimizer, cfg) -> "LrSchedule":
+        """The schedule a (resolved) TrainConfig asks for."""
+        return cls(optimizer, cfg.learn_rate, cfg.lr_schedule, cfg.lr_patience, cfg.lr_min_delta, cfg.milestones(),
+                   cfg.lr_drops)
 
     @property
     def lr(self) -> float:

@@ -1,6 +1,6 @@
 """An ImageNet form's class table, held to ILSVRC-2012's (shared/ilsvrc.py): the table a
 form brings (Kaggle's LOC_synset_mapping.txt, the devkit's meta.mat) decides every label, so
-a reversed mapping gave every image the wrong class with exit 0 (issue 30).
+a reversed mapping would give every image the wrong class with exit 0.
 
 - exactly ILSVRC-2012's wnids in sorted order: ImageNet, as given;
 - exactly its wnids in another order: ImageNet in sorted-wnid order, with a warning naming
