@@ -1,6 +1,6 @@
-"""The paper's training step in exact reformulations, timed side by side in one process (issue 45:
-the 2026-12-04 H200 trained the paper's net at 13,243 images/s model-only, two thirds of a one-tower
-net with nn.LocalResponseNorm; which part is slow?).
+"""The paper's training step in exact reformulations, timed side by side in one process: which part
+keeps the paper's net on a GPU below a one-tower net with nn.LocalResponseNorm (docs/performance.md:
+two thirds of its rate on an H200)?
 
 Each row changes one factor of today's CUDA step (the `default` row) and times train/loop.py's
 train_one_epoch on one synthetic batch already on the device (model + step only):

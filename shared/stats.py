@@ -101,7 +101,7 @@ def check_stats(stats: RgbStats, path) -> None:
     elif any(abs(sum(a * b for a, b in zip(vectors[i], vectors[j])) - (i == j)) > 1e-6
              for i in range(3) for j in range(3)):
         problems.append("eigenvectors (not orthonormal)")
-    if not (isinstance(stats.image_count, int) and stats.image_count > 0):
+    if not (type(stats.image_count) is int and stats.image_count > 0):  # `true` is no count
         problems.append(f"image_count {stats.image_count!r} (> 0)")
     if problems:
         raise ValueError(f"{path}: invalid statistics: " + "; ".join(problems)

@@ -1,4 +1,5 @@
 """The benchmark scripts still run (on the CPU, tiny settings); their figures are not asserted."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,26 @@ def test_step_variants_and_the_cuda_plan_run_on_cpu(tiny_shards, tmp_path):
     for row in ("| (a) model-only training, batch 4 |", "| (a) model-only training, batch 16 |",
                 "| (b)/(a), --decode worker |", "| (c) 10-view evaluation"):
         assert row in out, out
+
+
+def test_imagenet_scale_builds_ilsvrc_shapes_and_runs_its_stages(tmp_path):
+    """bench/imagenet_scale.py at 1/1000 of ImageNet: ILSVRC-2012's class totals, and prep, the
+    kill-and-resume check, stats and verify over the tree, in one table."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from imagenet_scale import class_sizes
+
+    sizes = class_sizes(1)
+    assert (len(sizes), sum(sizes), min(sizes), max(sizes)) == (1000, 1_281_167, 732, 1300)
+    src = tmp_path / "src"
+    (src / "ILSVRC/Data/CLS-LOC/train/n01440764").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        random_image(rng, 90 + k, 70).save(src / f"ILSVRC/Data/CLS-LOC/train/n01440764/{k}.JPEG")
+    (src / "LOC_synset_mapping.txt").write_text((ROOT / "shared" / "ilsvrc2012_classes.txt").read_text())
+    out = run_script("bench/imagenet_scale.py", "--src", str(src), "--work", str(tmp_path / "w"), "--scales",
+                     "0.001", "--stages", "build,prep,kill,stats,verify")
+    assert "| kill: resumed byte-identical | True |" in out and "| prep: images/s |" in out, out
+    assert json.loads((tmp_path / "w" / "scale-0.001" / "results.json").read_text())["build"]["train_images"] == 1000
 
 
 def test_loader_throughput_runs(tiny_shards):

@@ -1,4 +1,4 @@
-"""ImageNet subsets as people hold them (issue 46): fast.ai's Imagenette2 and Imagewoof2 and a
+"""ImageNet subsets as people hold them: fast.ai's Imagenette2 and Imagewoof2 and a
 100-class ImageNet-100, built here in their real layouts and file names, read as datasets of
 their own -- N classes in wnid order with ILSVRC-2012's names, every image kept, the keys and
 labels of `--form folder` -- while a tree with all 1,000 class folders stays ImageNet."""

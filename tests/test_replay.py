@@ -1,4 +1,4 @@
-"""A run is replayable from its own record (issue 43): `alexnet-train --config runs/x/config.json`
+"""A run is replayable from its own record: `alexnet-train --config runs/x/config.json`
 takes every field from the file (never its --resume), flags given beside it winning; presets are
 such files (`--preset demo` reads train/presets/demo.json)."""
 from __future__ import annotations

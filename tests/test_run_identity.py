@@ -1,5 +1,5 @@
 """A checkpoint is trusted by its content, not its name, and a run holds its folder and its
-dataset (issue 42, kinds 1-3): a damaged last.pt, a last.pt of another run or dataset, a resume
+dataset: a damaged last.pt, a last.pt of another run or dataset, a resume
 that changes what the run trains, a second writer in a run folder, a dataset rewritten under a
 run, advice that does not fit what is on disk, a writer thread's traceback."""
 from __future__ import annotations

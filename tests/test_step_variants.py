@@ -1,4 +1,4 @@
-"""The step's other formulations (issue 45: bench/step_variants.py times them on a GPU) compute
+"""The step's other formulations (bench/step_variants.py times them on a GPU) compute
 today's function: each checked on the CPU against today's model and optimizer, forward and
 backward, to fp32 rounding."""
 from __future__ import annotations
