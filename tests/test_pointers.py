@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOP = ("prep", "train", "shared", "tests", "bench", "docs", ".ci")
-# a path inside the repository, as text names one: prep/forms/kaggle.py, docs/trust.md#anchor
+# a path inside the repository, as text names one: prep/forms/kaggle.py, or a docs page with a #heading anchor
 POINTER = re.compile(r"(?<![\w./-])((?:%s)/[\w./-]*\w)(#[\w-]+)?" % "|".join(re.escape(t) for t in TOP))
 SUFFIXES = (".py", ".md", ".toml", ".sh", ".json", ".txt", ".png")
 
