@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from train.augment import DeviceAugment
+from train.device import Compute
 from train.config import TrainConfig
 from train.loader import EvalShards, SampleRules, TrainStream, iterate_train_batches
 from train.dataset_folder import dataset_input_stats, load_dataset
@@ -63,24 +64,23 @@ def run_one(cfg: TrainConfig, manifest, stats, holdout: list, args) -> dict:
     model = build_model(manifest.num_classes, cfg.architecture(), cfg.init).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", cfg.learn_rate, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult)
     augment = DeviceAugment(dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop), cfg.pca_std, CPU)
-    stream = TrainStream(manifest.shard_paths(cfg.shards, "train"), rules=SampleRules(manifest.patch_size,
-                         manifest.num_classes), crop=cfg.crop, buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                         batch_size=cfg.batch_size)
+    stream = TrainStream(manifest.shard_paths(cfg.shards, "train"), manifest.splits["train"].shard_samples,
+                         rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
+                         buffer=cfg.shuffle_buffer, seed=cfg.seed, steps=args.steps, batch_size=cfg.batch_size)
     batches = iterate_train_batches(stream, args.workers, False)
     generator = seed_epoch(cfg.seed, 0, 0)
-    amp = torch.autocast("cpu", enabled=False)
+    compute = Compute(CPU, torch.autocast("cpu", enabled=False), Dist(), augment)
     losses, errors, start = {}, {}, time.perf_counter()
     for chunk in range(args.steps // args.every):
         step = (chunk + 1) * args.every
         try:
-            losses[step] = train_one_epoch(model, opt, batches, steps=args.every, augment=augment, generator=generator,
-                                           device=CPU, amp=amp, d=Dist(), epoch=chunk)["loss"]
+            losses[step] = train_one_epoch(model, opt, batches, compute, steps=args.every, generator=generator,
+                                           epoch=chunk)["loss"]
         except FloatingPointError:  # diverged: the loop refuses non-finite losses
             losses[step] = math.nan
             break
         if step % args.eval_every == 0:
-            errors[step] = evaluate(model, holdout, augment, device=CPU, crop=cfg.crop, views=1, amp=amp,
-                                    d=Dist())["error@1"]
+            errors[step] = evaluate(model, holdout, compute, crop=cfg.crop, views=1)["error@1"]
     batches.close()
     return {"losses": losses, "errors": errors, "seconds": time.perf_counter() - start}
 

@@ -17,6 +17,8 @@ way resumes with the stages still missing):
   stats, verify   alexnet-prep stats and verify: wall time, peak RSS
   loader   one whole epoch of the train shards through the training loader (1 worker) against
            bare decoding (bench/loader_throughput.py), peak RSS
+  ddp      bench/epoch_keys.py under torchrun, 2 ranks (gloo): every train key counted over the
+           ranks in one epoch, batches per rank, no hang at its end, holdout and val counts exact
   model    alexnet-train for --model-steps steps with a mid-epoch checkpoint, stopped (SIGTERM)
            and resumed: time to the first step, last.pt's size and its save time
 The table prints per-image costs and each full/small ratio (goal: within 10%).
@@ -36,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, VAL_IMAGES, CLASSES, MIN_CLASS, MAX_CLASS = 1_281_167, 50_000, 1_000, 732, 1_300
-STAGES = ("build", "prep", "kill", "stats", "verify", "loader", "model")
+STAGES = ("build", "prep", "kill", "stats", "verify", "loader", "ddp", "model")
 
 
 # ---- the tree ------------------------------------------------------------------------------------------
@@ -175,12 +177,20 @@ def stage_loader(work: Path, py: str) -> dict:
     images = sum(manifest["splits"]["train"]["shard_samples"])
     log = work / "loader.log"
     r = measure([py, "bench/loader_throughput.py", "--shards", str(work / "shards"), "--images", str(images),
-                 "--workers", "1"], log=log)
+                 "--workers", "1", "--decoders", "simplejpeg"], log=log)
     rates = dict(re.findall(r"\| (bare decode \(simplejpeg\)[^|]*|loader, 1 worker\(s\)) \| (\d+)", log.read_text()))
     bare = next((float(v) for k, v in rates.items() if k.startswith("bare")), None)
     loader = float(rates["loader, 1 worker(s)"]) if "loader, 1 worker(s)" in rates else None
     return {**r, "images": images, "bare_per_s": bare, "loader_per_s": loader,
             "ratio": loader / bare if bare and loader else None}
+
+
+def stage_ddp(work: Path, py: str) -> dict:
+    log = work / "ddp.log"
+    r = measure([py, "-m", "torch.distributed.run", "--nproc_per_node", "2", "bench/epoch_keys.py", "--shards",
+                 str(work / "shards"), "--workers", "1"], log=log)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    return {**r, **(json.loads(lines[-1]) if lines else {"error": log.read_text()[-2000:]})}
 
 
 def stage_model(work: Path, py: str, steps: int) -> dict:
@@ -230,6 +240,8 @@ def run_scale(src: Path, work: Path, scale: float, stages: list[str], py: str, m
                                                                 if stage == "stats" else []))
         elif stage == "loader":
             results[stage] = stage_loader(work, py)
+        elif stage == "ddp":
+            results[stage] = stage_ddp(work, py)
         elif stage == "model":
             results[stage] = stage_model(work, py, model_steps)
         path.write_text(json.dumps(results, indent=1))
@@ -266,6 +278,20 @@ def print_table(by_scale: dict[float, dict]) -> None:
             ("verify: peak RSS (MB)", lambda r: r.get("verify", {}).get("peak_rss_mb"), "{:.0f}"),
             ("loader: images/s / bare decode", lambda r: r.get("loader", {}).get("ratio"), "{:.2f}"),
             ("loader: peak RSS (MB)", lambda r: r.get("loader", {}).get("peak_rss_mb"), "{:.0f}"),
+            ("ddp, 2 ranks: train keys seen / expected", lambda r: (f"{r['ddp']['keys_seen']:,} / "
+                                                                  f"{r['ddp']['expected']:,}" if "keys_seen" in
+                                                                  r.get("ddp", {}) else None), "{}"),
+            ("ddp: keys twice, keys never seen", lambda r: (f"{r['ddp']['keys_twice']}, {r['ddp']['keys_not_seen']}"
+                                                            if "keys_twice" in r.get("ddp", {}) else None), "{}"),
+            ("ddp: batches per rank; hang at the end", lambda r: (f"{r['ddp']['batches_per_rank']}; "
+                                                                  f"{r['ddp']['hang_at_end']}" if "hang_at_end" in
+                                                                  r.get("ddp", {}) else None), "{}"),
+            ("ddp: holdout, val counted = manifest", lambda r: (all(v["counted"] == v["manifest"] for v in
+                                                                    r["ddp"]["eval"].values())
+                                                                if "eval" in r.get("ddp", {}) else None), "{}"),
+            ("ddp: loader images/s per rank", lambda r: (sum(r["ddp"]["images_per_s_per_rank"]) / 2
+                                                         if "images_per_s_per_rank" in r.get("ddp", {}) else None),
+             "{:.0f}"),
             ("model: last.pt bytes", lambda r: r.get("model", {}).get("checkpoint_bytes"), "{:,}"),
             ("model: save seconds", lambda r: r.get("model", {}).get("save_s"), "{:.1f}"),
             ("model: resume to its first step (s)", lambda r: r.get("model", {}).get("resume_first_step_s"),

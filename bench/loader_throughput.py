@@ -27,6 +27,9 @@ from shared.manifest import read_manifest
 from train.loader import SampleRules, TrainStream, iterate_train_batches, read_tar_samples
 
 
+BARE_DECODERS = ("simplejpeg", "torchvision", "pil")
+
+
 def cycle_samples(urls: list[str]):
     while True:
         yield from read_tar_samples(urls)
@@ -45,13 +48,15 @@ def bare_decode(urls: list[str], n: int, decoder: str) -> float:
     return n / (time.perf_counter() - start)
 
 
-def loader_rate(urls: list[str], rules: SampleRules, n: int, batch: int, workers: int, buffer: int) -> float:
-    stream = TrainStream(urls, rules=rules, crop=224, buffer=buffer, seed=0, batch_size=batch)
-    batches = iterate_train_batches(stream, workers, pin=False)
+def loader_rate(urls: list[str], counts: list[int], rules: SampleRules, n: int, batch: int, workers: int,
+                buffer: int) -> float:
     # warm-up: every worker started and its shuffle buffer filled (a one-off per epoch)
-    for _ in range(workers * (-(-buffer // batch) + 1)):
+    warm, steps = max(1, workers) * (-(-buffer // batch) + 1), max(1, n // batch)
+    stream = TrainStream(urls, counts, rules=rules, crop=224, buffer=buffer, seed=0, steps=warm + steps,
+                         batch_size=batch)
+    batches = iterate_train_batches(stream, workers, pin=False)
+    for _ in range(warm):
         next(batches)
-    steps = max(1, n // batch)
     start = time.perf_counter()
     for _ in itertools.islice(batches, steps):
         pass
@@ -65,16 +70,18 @@ def main() -> None:
     ap.add_argument("--buffer", type=int, default=1000, help="shuffle buffer per worker")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--decoders", nargs="+", choices=BARE_DECODERS, default=list(BARE_DECODERS),
+                    help="bare decoders to time (the first is the ratio's base)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     manifest = read_manifest(args.shards)
     urls = manifest.shard_paths(args.shards, "train")
     rules = SampleRules(manifest.patch_size, manifest.num_classes)
-    rows = [(f"bare decode ({d}), 1 process", bare_decode(urls, args.images, d), 1)
-            for d in ("simplejpeg", "torchvision", "pil")]
+    counts = manifest.splits["train"].shard_samples
+    rows = [(f"bare decode ({d}), 1 process", bare_decode(urls, args.images, d), 1) for d in args.decoders]
     for w in args.workers:
-        rows.append((f"loader, {w} worker(s)", loader_rate(urls, rules, args.images, args.batch_size, w, args.buffer),
-                     w))
+        rows.append((f"loader, {w} worker(s)", loader_rate(urls, counts, rules, args.images, args.batch_size, w,
+                                                          args.buffer), w))
     base = rows[0][1]
     print(f"{len(urls)} train shards from {args.shards}; {args.images} images per row; "
           f"batch {args.batch_size}, shuffle buffer {args.buffer}\n")

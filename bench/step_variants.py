@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from train.architecture import Architecture  # noqa: E402
 from train.augment import DeviceAugment, InputStats  # noqa: E402
+from train.device import Compute  # noqa: E402
 from train.distributed import Dist  # noqa: E402
 from train.loop import train_one_epoch  # noqa: E402
 from train.model import FORMS, build_model, set_forms  # noqa: E402
@@ -103,9 +104,8 @@ def run_steps(net, opt, forms, args, device, steps: int, epoch: int = 0) -> dict
     """train_one_epoch on one synthetic batch; --batch-size scales the rows' 128 and 512 (a dry run)."""
     batch = synthetic_inputs(device, args.classes, int(forms["batch"]) * args.batch_size // 128)
     amp = torch.autocast(device.type, dtype=torch.bfloat16)
-    return train_one_epoch(net, opt, itertools.repeat(batch), steps=steps, augment=augment_for(forms, device),
-                           generator=torch.Generator().manual_seed(epoch), device=device, amp=amp, d=Dist(),
-                           epoch=epoch)
+    return train_one_epoch(net, opt, itertools.repeat(batch), Compute(device, amp, Dist(), augment_for(forms, device)),
+                           steps=steps, generator=torch.Generator().manual_seed(epoch), epoch=epoch)
 
 
 def sync(device) -> None:

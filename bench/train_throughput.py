@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from train.augment import DeviceAugment, input_stats  # noqa: E402
 from train.loader import EvalShards, SampleRules, TrainStream, iterate_train_batches, make_loader  # noqa: E402
 from train.dataset_folder import load_dataset  # noqa: E402
-from train.device import autocast_for, eval_workers, prepare_device, resolve_precision  # noqa: E402
+from train.device import Compute, autocast_for, eval_workers, prepare_device, resolve_precision  # noqa: E402
 from train.distributed import Dist  # noqa: E402
 from train.evaluation import evaluate  # noqa: E402
 from train.loop import train_one_epoch  # noqa: E402
@@ -64,17 +64,15 @@ def timed_steps(model, opt, batches, steps, warmup, norm, device, amp) -> tuple[
     """(images per second over `steps` steps, seconds of the first warm-up step)."""
     gen = torch.Generator().manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    compute = Compute(device, amp, Dist(), norm)
     start = time.perf_counter()
-    train_one_epoch(model, opt, batches, steps=1, augment=norm, generator=gen, device=device, amp=amp, d=Dist(),
-                    epoch=0)  # compile, caches
+    train_one_epoch(model, opt, batches, compute, steps=1, generator=gen, epoch=0)  # compile, caches
     sync()
     first = time.perf_counter() - start
     if warmup > 1:
-        train_one_epoch(model, opt, batches, steps=warmup - 1, augment=norm, generator=gen, device=device, amp=amp,
-                        d=Dist(), epoch=0)
+        train_one_epoch(model, opt, batches, compute, steps=warmup - 1, generator=gen, epoch=0)
     sync()
-    m = train_one_epoch(model, opt, batches, steps=steps, augment=norm, generator=gen, device=device, amp=amp,
-                        d=Dist(), epoch=1)
+    m = train_one_epoch(model, opt, batches, compute, steps=steps, generator=gen, epoch=1)
     sync()
     assert m["loss"] == m["loss"], "loss is NaN"
     return m["images_per_s"], first
@@ -105,9 +103,10 @@ def eval_rate(model, shards: Path, manifest, norm, device, amp, batch: int, batc
     n = batch * batches
     holdout = make_loader(EvalShards(manifest.shard_paths(shards, "holdout") * 50, rules, limit=n), batch,
                           eval_workers(1, device), device.type == "cuda")  # as alexnet-train's evaluations
-    evaluate(model, itertools.islice(holdout, 1), norm, device=device, crop=224, views=10, amp=amp, d=Dist())
+    compute = Compute(device, amp, Dist(), norm)
+    evaluate(model, itertools.islice(holdout, 1), compute, crop=224, views=10)
     start = time.perf_counter()
-    m = evaluate(model, holdout, norm, device=device, crop=224, views=10, amp=amp, d=Dist())
+    m = evaluate(model, holdout, compute, crop=224, views=10)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return m["samples"] * 10 / (time.perf_counter() - start)
@@ -117,9 +116,11 @@ def augment_for_forms(forms: dict, inputs, device) -> DeviceAugment:
     return (DeviceLighting if forms["lighting"] == "device" else DeviceAugment)(inputs, 0.1, device)
 
 
-def train_stream(shards: Path, manifest, batch: int, decode: str = "worker") -> TrainStream:
-    return TrainStream(manifest.shard_paths(shards, "train"), rules=SampleRules(manifest.patch_size,
-                       manifest.num_classes), crop=224, buffer=2000, seed=0, batch_size=batch, decode=decode)
+def train_stream(shards: Path, manifest, batch: int, steps: int, decode: str = "worker") -> TrainStream:
+    info = manifest.splits["train"]
+    return TrainStream(manifest.shard_paths(shards, "train"), info.shard_samples,
+                       rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=224, buffer=2000, seed=0,
+                       steps=steps, batch_size=batch, decode=decode)
 
 
 def one_cpu_config(args) -> dict:
@@ -149,7 +150,7 @@ def one_cpu_config(args) -> dict:
     if workers is None:
         batches = itertools.repeat(synthetic(args.batch_size, manifest.num_classes, device))
     else:
-        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size), workers, False, device)
+        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, args.warmup + args.steps), workers, False, device)
     result["rate"], result["first_step_s"] = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)
     return result
 
@@ -220,8 +221,8 @@ def profile_steps(net, opt, classes: int, norm, device, amp, batch: int, steps: 
 
     batches = itertools.repeat(synthetic(batch, classes, device))
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        train_one_epoch(net, opt, batches, steps=steps, augment=norm, generator=torch.Generator().manual_seed(0),
-                        device=device, amp=amp, d=Dist(), epoch=0)
+        train_one_epoch(net, opt, batches, Compute(device, amp, Dist(), norm), steps=steps,
+                        generator=torch.Generator().manual_seed(0), epoch=0)
         torch.cuda.synchronize()
     print(f"\ntop operators over {steps} steps, batch {batch}, by CUDA time:")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60), flush=True)
@@ -254,7 +255,7 @@ def cuda_plan(args) -> None:
         print(f"| (a) model-only training, batch {b} | {a[b]:,.0f} images/s (first step {first:.0f} s, "
               f"all {time.perf_counter() - start:.0f} s) |", flush=True)
     for decode in ("worker", "device"):
-        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, decode), args.workers,
+        batches = iterate_train_batches(train_stream(args.shards, manifest, args.batch_size, args.warmup + args.steps, decode), args.workers,
                                         True, device)
         try:
             rate = timed_steps(net, opt, batches, args.steps, args.warmup, norm, device, amp)[0]

@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from train.augment import DeviceAugment, input_stats
 from train.loader import EvalShards, SampleRules, make_loader
 from train.dataset_folder import load_dataset
+from train.device import Compute
 from train.distributed import Dist
 from train.evaluation import evaluate
 from train.loop import seed_epoch, train_one_epoch
@@ -43,8 +44,8 @@ def train_fixed_batch(shards: Path, rank: int, world: int, global_batch: int) ->
     opt = build_optimizer(model, "sgd", 0.001, 0.9, 0.0005)
     norm = DeviceAugment(input_stats(stats, "mean", 224), 0.0, torch.device("cpu"))
     d = Dist(rank, world)
-    losses = [train_one_epoch(net, opt, itertools.repeat(local), steps=1, augment=norm, generator=torch.Generator(),
-                              device=torch.device("cpu"), amp=torch.autocast("cpu", enabled=False), d=d,
+    compute = Compute(torch.device("cpu"), torch.autocast("cpu", enabled=False), d, norm)
+    losses = [train_one_epoch(net, opt, itertools.repeat(local), compute, steps=1, generator=torch.Generator(),
                               epoch=step)["loss"] for step in range(STEPS)]
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     return {"losses": losses, "checksum": float(flat.double().sum()), "flat": flat}
@@ -58,8 +59,8 @@ def evaluate_sharded(shards: Path, rank: int, world: int) -> dict:
     out = {}
     for split in ("holdout", "val"):
         loader = make_loader(EvalShards(manifest.shard_paths(shards, split), rules(manifest), rank, world), 8, 2, False)
-        out[split] = evaluate(model, loader, norm, device=torch.device("cpu"), crop=224, views=10,
-                              amp=torch.autocast("cpu", enabled=False), d=Dist(rank, world))
+        compute = Compute(torch.device("cpu"), torch.autocast("cpu", enabled=False), Dist(rank, world), norm)
+        out[split] = evaluate(model, loader, compute, crop=224, views=10)
     return out
 
 

@@ -119,6 +119,7 @@ class ViewSensitive(torch.nn.Module):
 def test_ten_view_evaluation_averages_softmax_over_the_views():
     """evaluate() against the §4.1 rule written out: softmax of each of the ten views,
     averaged, then top-1 and top-5 among 8 classes."""
+    from train.device import Compute
     from train.distributed import Dist
     from train.evaluation import evaluate
 
@@ -132,8 +133,8 @@ def test_ten_view_evaluation_averages_softmax_over_the_views():
     expected = count_topk_correct(by_softmax, labels, ks=(1, 4, 5))
     by_logits = count_topk_correct(logits.mean(0), labels, ks=(1, 5))
     assert by_logits != [expected[0], expected[2]] and expected[1] != expected[2]  # the test can tell them apart
-    got = evaluate(model, [(images[:24], labels[:24]), (images[24:], labels[24:])], augment,
-                   device=torch.device("cpu"), crop=224, views=10, amp=torch.autocast("cpu", enabled=False), d=Dist())
+    compute = Compute(torch.device("cpu"), torch.autocast("cpu", enabled=False), Dist(), augment)
+    got = evaluate(model, [(images[:24], labels[:24]), (images[24:], labels[24:])], compute, crop=224, views=10)
     assert got["samples"] == 48 and got["views"] == 10
     assert got["error@1"] == pytest.approx(1 - expected[0] / 48)
     assert got["error@5"] == pytest.approx(1 - expected[2] / 48)

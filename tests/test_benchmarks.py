@@ -68,6 +68,18 @@ def test_imagenet_scale_builds_ilsvrc_shapes_and_runs_its_stages(tmp_path):
     assert json.loads((tmp_path / "w" / "scale-0.001" / "results.json").read_text())["build"]["train_images"] == 1000
 
 
+def test_an_epoch_over_two_ranks_reads_every_train_key_once(tiny_shards):
+    """bench/epoch_keys.py under torchrun (gloo, 2 ranks): each key at most once, fewer than one
+    global batch left over, equal batches per rank, no hang at the end, eval counts exact."""
+    out = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "bench/epoch_keys.py", "--shards",
+                     str(tiny_shards), "--workers", "2", "--batch-size", "8")
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["keys_seen"] == r["expected"] == r["steps"] * 8 and r["keys_twice"] == r["foreign_keys"] == 0, r
+    assert r["keys_not_seen"] == r["train_samples"] - r["expected"] < 8, r
+    assert r["batches_per_rank"] == [r["steps"]] * 2 and not r["hang_at_end"], r
+    assert all(v["counted"] == v["manifest"] for v in r["eval"].values()), r
+
+
 def test_loader_throughput_runs(tiny_shards):
     out = run_script("bench/loader_throughput.py", "--shards", str(tiny_shards), "--images", "64",
                      "--batch-size", "8", "--buffer", "8", "--workers", "1")

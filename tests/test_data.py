@@ -1,5 +1,5 @@
-"""The shard stream: shard split per pass, determinism per epoch, each crop's label, the
-shuffle buffer's order, strict decoding and label checks."""
+"""The shard stream: every sample once per epoch over ranks and workers, determinism per epoch,
+each crop's label, the shuffle buffer's order, strict decoding and label checks."""
 import itertools
 import random
 
@@ -16,17 +16,70 @@ from train.loader import (POOL, EvalShards, SampleRules, TrainStream, decode_cro
 RULES = SampleRules(256, 3)
 
 
-def stream(urls, seed, batch_size, **kw):
-    return TrainStream(urls, rules=RULES, crop=224, buffer=16, seed=seed, batch_size=batch_size, **kw)
+def stream(root, seed, batch_size, steps=40, **kw):
+    """The train split of the dataset at `root`, as the loop builds it."""
+    manifest = read_manifest(root)
+    return TrainStream(manifest.shard_paths(root, "train"), manifest.splits["train"].shard_samples, rules=RULES,
+                       crop=224, buffer=16, seed=seed, steps=steps, batch_size=batch_size, **kw)
 
 
-def test_each_pass_splits_shards_exactly_over_all_slots():
-    urls = [f"s{i}" for i in range(11)]
-    s = stream(urls, 3, 8)
-    for q in range(3):
-        parts = [s.shards_for_pass(q, slot, 4) for slot in range(4)]
-        assert sorted(itertools.chain(*parts)) == sorted(urls)
-    assert s.shards_for_pass(0, 0, 1) != s.shards_for_pass(1, 0, 1)  # reshuffled each pass
+def test_stretches_partition_the_epoch_over_ranks_and_workers():
+    """Uneven and empty shards: the (shard, pass over, take) pieces of all ranks and workers,
+    laid end to end, are the epoch's order read once from the start, each sample at most once;
+    more steps than samples continue into the next epoch's order."""
+    counts = [8, 8, 3, 8, 0, 5, 7]
+    urls = [f"s{i}" for i in range(len(counts))]
+    for world, workers, b, steps in [(1, 1, 4, 9), (2, 3, 2, 9), (3, 2, 3, 4), (2, 2, 4, 12), (2, 4, 2, 9)]:  # the last: more workers than shards
+        flat = []
+        for rank in range(world):
+            s = TrainStream(urls, counts, rules=RULES, crop=224, buffer=4, seed=5, steps=steps, rank=rank,
+                            world=world, batch_size=b)
+            s.epoch = 2
+            for role in range(workers):
+                start, n = s.stretch(role, workers)
+                assert n == len(range(role, steps, workers)) * b
+                pieces = list(s.pieces(start, n))
+                assert sum(take for _, _, take in pieces) == n
+                flat += [(url, skip + i) for url, skip, take in pieces for i in range(take)]
+        assert len(flat) == world * steps * b
+        orders = [(url, i) for q in (2, 3, 4) for url, count in s.epoch_order(q) for i in range(count)]
+        assert flat == orders[:len(flat)], (world, workers, b, steps)
+    assert s.epoch_order(0) != s.epoch_order(1)  # reshuffled each epoch
+
+
+@pytest.mark.parametrize("world,workers,batch", [(1, 1, 4), (1, 3, 4), (2, 2, 4), (3, 2, 2)])
+def test_every_train_sample_at_most_once_an_epoch_and_all_but_a_batch(tiny_shards, world, workers, batch):
+    """The samples each rank's workers turn into batches, counted by key over all ranks."""
+    manifest = read_manifest(tiny_shards)
+    total = manifest.splits["train"].samples
+    steps = total // (batch * world)
+    keys = []
+    for rank in range(world):
+        s = stream(tiny_shards, 3, batch, steps, rank=rank, world=world)
+        s.epoch = 1
+        for role in range(workers):
+            keys += [x["__key__"] for x in s.slot_samples(role, workers, random.Random(role))]
+    assert len(keys) == len(set(keys)) == steps * batch * world
+    assert total - len(keys) < batch * world
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epoch_ends_after_its_steps_on_every_rank(tiny_shards, workers):
+    """A finite epoch: each rank's loader ends after exactly `steps` batches (no rank waits
+    for another's batch: webdataset #188)."""
+    for rank in range(2):
+        s = stream(tiny_shards, 1, 4, 5, rank=rank, world=2)
+        assert sum(1 for _ in iterate_train_batches(s, workers, False)) == 5
+
+
+def test_a_shard_shorter_than_its_count_is_named(tiny_shards):
+    manifest = read_manifest(tiny_shards)
+    urls = manifest.shard_paths(tiny_shards, "train")
+    counts = list(manifest.splits["train"].shard_samples)
+    counts[0] += 1  # as if the shard lost a sample after the start-up check
+    s = TrainStream(urls, counts, rules=RULES, crop=224, buffer=4, seed=0, steps=100, batch_size=4)
+    with pytest.raises(ValueError, match=rf"{urls[0]}: ends after {counts[0] - 1} samples"):
+        list(s.slot_samples(0, 1, random.Random(0)))
 
 
 def block_index(urls):
@@ -44,7 +97,7 @@ def test_batches_are_deterministic_per_epoch_and_each_crop_carries_its_own_label
     urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
 
     def first_batches(epoch, workers):
-        s = stream(urls, 1, 8)
+        s = stream(tiny_shards, 1, 8)
         s.epoch = epoch
         return [tuple(t.clone() for t in b) for b in itertools.islice(iterate_train_batches(s, workers, False), 3)]
 
@@ -81,12 +134,11 @@ def test_eval_shards_yield_every_sample_once_across_workers(tiny_shards):
 def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
     """Many more batches than pooled buffers: a worker (recycling) gives exactly what the
     in-process stream (fresh memory) gives, so no buffer is overwritten while in use."""
-    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
     n = 3 * POOL
 
     def batches(workers):
         out = []
-        for images, labels, flips in itertools.islice(iterate_train_batches(stream(urls, 2, 4), workers, False), n):
+        for images, labels, flips in iterate_train_batches(stream(tiny_shards, 2, 4, n), workers, False):
             out.append((images.clone(), labels, flips))  # consumed before the next request
         return out
 
@@ -99,11 +151,9 @@ def test_recycled_batch_buffers_match_fresh_ones(tiny_shards):
 def test_device_decode_path_gives_the_same_crops(tiny_shards):
     """--decode device (nvJPEG on CUDA) draws the same crops; on the CPU (libjpeg-turbo in
     torchvision) it must reproduce the worker path to within IDCT rounding."""
-    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
-
     def batches(decode):
         return [tuple(t.clone() for t in b) for b in itertools.islice(
-            iterate_train_batches(stream(urls, 4, 6, decode=decode), 1, False, torch.device("cpu")), 3)]
+            iterate_train_batches(stream(tiny_shards, 4, 6, decode=decode), 1, False, torch.device("cpu")), 3)]
 
     for (a, la, fa), (b, lb, fb) in zip(batches("worker"), batches("device")):
         assert a.shape == b.shape == (6, 3, 224, 224)

@@ -302,8 +302,9 @@ def test_metrics_rows(natural_run, tiny_shards):
     torch.manual_seed(cfg.seed)
     model = build_model(3, cfg.architecture(), cfg.init).train()
     manifest = read_manifest(tiny_shards)
-    stream = TrainStream(manifest.shard_paths(tiny_shards, "train"), rules=SampleRules(256, 3), crop=224,
-                         buffer=cfg.shuffle_buffer, seed=cfg.seed, batch_size=cfg.batch_size)
+    stream = TrainStream(manifest.shard_paths(tiny_shards, "train"), manifest.splits["train"].shard_samples,
+                         rules=SampleRules(256, 3), crop=224, buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                         steps=cfg.steps_per_epoch, batch_size=cfg.batch_size)
     images, labels, flips = next(iterate_train_batches(stream, 1, False))
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     x = torch.where(flips[:, None, None, None], images.float().flip(-1), images.float())

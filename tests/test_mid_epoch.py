@@ -18,13 +18,16 @@ import torch
 from shared.manifest import read_manifest
 from train.checkpoint import content_digest, load_checkpoint
 from train.config import TrainConfig
-from train.loader import SampleRules, TrainStream, iterate_train_batches
+from train.loader import EPOCH_ORDER, SampleRules, TrainStream, iterate_train_batches
 
 REPO = Path(__file__).parents[1]
 
 
-def batches(urls, workers: int, skip: int, count: int, decode: str = "worker") -> list:
-    stream = TrainStream(urls, rules=SampleRules(256, 3), crop=224, buffer=16, seed=7, batch_size=4, decode=decode)
+def batches(root, workers: int, skip: int, count: int, decode: str = "worker", steps: int = 7) -> list:
+    manifest = read_manifest(root)
+    stream = TrainStream(manifest.shard_paths(root, "train"), manifest.splits["train"].shard_samples,
+                         rules=SampleRules(256, 3), crop=224, buffer=16, seed=7, steps=steps, batch_size=4,
+                         decode=decode)
     stream.epoch, stream.skip_batches = 1, skip
     it = iterate_train_batches(stream, workers, False)
     out = [(images.clone(), labels.clone(), flips.clone()) for images, labels, flips in itertools.islice(it, count)]
@@ -36,19 +39,30 @@ def batches(urls, workers: int, skip: int, count: int, decode: str = "worker") -
 def test_a_skipped_stream_continues_with_the_batches_an_unskipped_one_makes(tiny_shards, workers):
     """Batch k onwards, whatever k and however many workers (their roles rotate so that the
     loader's round robin, which starts at worker 0, hands out batch k first)."""
-    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
-    whole = batches(urls, workers, 0, 7)
+    whole = batches(tiny_shards, workers, 0, 7)
     for skip in (1, 2, 4):
-        rest = batches(urls, workers, skip, 7 - skip)
+        rest = batches(tiny_shards, workers, skip, 7 - skip)
         for (a, la, fa), (b, lb, fb) in zip(whole[skip:], rest):
             assert torch.equal(a, b) and torch.equal(la, lb) and torch.equal(fa, fb), (workers, skip)
 
 
 def test_device_decode_skips_the_same_way(tiny_shards):
-    urls = read_manifest(tiny_shards).shard_paths(tiny_shards, "train")
-    whole, rest = batches(urls, 2, 0, 5, "device"), batches(urls, 2, 3, 2, "device")
+    whole, rest = batches(tiny_shards, 2, 0, 5, "device"), batches(tiny_shards, 2, 3, 2, "device")
     for (a, la, _), (b, lb, _) in zip(whole[3:], rest):
         assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_a_record_from_another_epoch_order_resumes_with_a_note():
+    """A mid-epoch checkpoint whose epoch was ordered by an earlier version (no epoch_order)
+    resumes, saying that the rest of that epoch is drawn in this version's order."""
+    from train.distributed import Dist
+    from train.mid_epoch import check_resumable
+
+    cfg = TrainConfig(shards=Path("s"))
+    record = {"epoch": 3, "world": 1, "writer": {}}
+    note = check_resumable(record, cfg, Dist(), "last.pt")
+    assert note and "epoch 3 continues in this version's order" in note
+    assert check_resumable({**record, "epoch_order": EPOCH_ORDER}, cfg, Dist(), "last.pt") is None
 
 
 def alexnet_train(*args: str) -> subprocess.Popen:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from command_helpers import prep as prep_cli, train_cli
+from command_helpers import prep as prep_cli
 from imagenet_forms import write_imagenetv2
 from make_fixtures import jpeg_bytes, random_image, write_class_folders
 from small_run import SMALL

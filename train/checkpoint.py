@@ -23,6 +23,7 @@ import pickle
 import re
 import shutil
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,14 +44,31 @@ HEX = re.compile(r"[0-9a-f]{16,64}")
 CPU_RNG_BYTES = torch.get_rng_state().numel()  # a CPU generator's state (mt19937), as torch.set_rng_state takes it
 
 
-def checkpoint_state(*, model, optimizer, schedule, epoch: int, config: dict, arch: dict, classes: list,
-                     normalization: dict, patch_size: int, best_error: float, best_epoch: int,
-                     metrics_row: dict, identity: dict) -> dict:
-    return {"format": FORMAT, "arch": ARCH, "architecture": arch, "num_classes": len(classes), "classes": classes,
-            "normalization": normalization, "patch_size": patch_size, "epoch": epoch,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "config": config, "best_error": best_error, "best_epoch": best_epoch, "metrics_row": metrics_row,
-            "identity": identity}
+@dataclass(frozen=True)
+class ModelCard:
+    """What anyone using the weights needs beside them (`predict` reads nothing else)."""
+    architecture: dict
+    classes: list  # [index, wnid, name]
+    normalization: dict  # InputStats.state()
+    patch_size: int
+    config: dict  # the run's resolved TrainConfig
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where the run stands after `epoch` (the last completed one; -1 before the first)."""
+    epoch: int
+    best_error: float
+    best_epoch: int
+    metrics_row: dict | None
+
+
+def checkpoint_state(model, optimizer, schedule, card: ModelCard, progress: RunProgress, identity: dict) -> dict:
+    return {"format": FORMAT, "arch": ARCH, "architecture": card.architecture, "num_classes": len(card.classes),
+            "classes": card.classes, "normalization": card.normalization, "patch_size": card.patch_size,
+            "epoch": progress.epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "config": card.config, "best_error": progress.best_error,
+            "best_epoch": progress.best_epoch, "metrics_row": progress.metrics_row, "identity": identity}
 
 
 def content_digest(state: dict) -> str:
@@ -186,8 +204,10 @@ def check_in_epoch(record, epoch: int, path) -> None:
     one, a step count, and per rank generator states torch can restore."""
     fields = {"epoch": int, "step": int, "images": int, "seconds": (int, float), "world": int, "ranks": list,
               "writer": dict}
-    if not isinstance(record, dict) or set(record) != set(fields):
+    if not isinstance(record, dict) or set(record) - {"epoch_order"} != set(fields):  # no epoch_order: format 2
         raise ValueError(f"{path}: field 'in_epoch' is not a mid-epoch record (keys {sorted(fields)})")
+    if not isinstance(record.get("epoch_order", ""), str):
+        raise ValueError(f"{path}: field 'in_epoch.epoch_order' is not a name")
     for key, kind in fields.items():
         _need(record, key, kind, f"{path}: in_epoch")
     if record["epoch"] != epoch + 1 or record["step"] < 1 or record["world"] != len(record["ranks"]) \

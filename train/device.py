@@ -15,6 +15,17 @@ import torch
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and how the network runs, what travels with every training and evaluation call: the
+    device, its autocast context (train/device.py's precision), the ranks, and the on-device
+    input step (§2's mean subtraction; §4.1's flips and lighting while training)."""
+    device: torch.device
+    amp: object
+    d: object  # train/distributed.py's Dist
+    augment: object  # train/augment.py's DeviceAugment
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

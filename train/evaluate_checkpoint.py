@@ -14,8 +14,8 @@ from .config import TrainConfig
 from .dataset_folder import load_dataset
 from .distributed import Dist
 from .figures import log_kernel_figure
-from .device import autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
-from .evaluation import final_evaluation
+from .device import Compute, autocast_for, default_workers, prepare_device, resolve_device, resolve_precision
+from .evaluation import Evaluated, final_evaluation
 from .model import AlexNet, Architecture
 from .per_sample import require_ilsvrc_classes
 from .run_folder import FIGURE_NAMES, RESULTS_NAME, is_run_record
@@ -74,8 +74,7 @@ def evaluate_state(state: dict, checkpoint: Path, manifest, cfg: TrainConfig, ou
         print(f"WARNING: {checkpoint} was trained on {state['patch_size']} px patches, {cfg.shards} holds "
               f"{manifest.patch_size} px ones ({cfg.crop} px crops of them): the model sees its inputs at another "
               f"scale; results.json records both sizes", file=sys.stderr)
-    return final_evaluation(cfg=cfg, manifest=manifest, model=model, augment=augment, device=device,
-                            amp=autocast_for(device, resolve_precision(device, cfg.precision)), d=Dist(), folder=out,
-                            writer=None, train_wall_s=(state.get("metrics_row") or {}).get("wall_s"),
-                            epochs=state["epoch"] + 1,
-                            predictions=predictions, trained_patch_size=state["patch_size"])
+    compute = Compute(device, autocast_for(device, resolve_precision(device, cfg.precision)), Dist(), augment)
+    evaluated = Evaluated(state["epoch"] + 1, (state.get("metrics_row") or {}).get("wall_s"), state["patch_size"])
+    return final_evaluation(cfg, manifest, model, compute, evaluated, folder=out, writer=None,
+                            predictions=predictions)

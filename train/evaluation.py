@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from shared.manifest import Manifest
 from .augment import DeviceAugment, centre_crop, ten_views
 from .config import FAST_DEV_STEPS, TrainConfig
 from .dataset_folder import check_evaluated, check_shards, eval_shortfall
-from .device import eval_workers
+from .device import Compute, eval_workers
 from .distributed import Dist, all_reduce_sum
 from .figures import write_prediction_figures
 from .loader import EvalShards, SampleRules, make_loader
@@ -49,11 +50,12 @@ def view_probabilities(model, images: torch.Tensor, augment: DeviceAugment, crop
 
 
 @torch.no_grad()
-def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views: int, amp, d: Dist,
-             desc: str = "eval", per_sample: bool = False) -> dict:
+def evaluate(model, loader, compute: Compute, *, crop: int, views: int, desc: str = "eval",
+             per_sample: bool = False) -> dict:
     """error@1/@5 over every sample of `loader` (all ranks): centre crop, or the §4.1 ten
     views with their softmax outputs averaged. With `per_sample` (a loader of EvalShards
     with keys), also each sample's top-5 (train/per_sample.py), gathered from every rank."""
+    device, d = compute.device, compute.d
     model.eval()
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
@@ -61,7 +63,7 @@ def evaluate(model, loader, augment: DeviceAugment, *, device, crop: int, views:
     for images, labels, *keys in tqdm(loader, desc=desc, leave=False, disable=not d.is_main, file=sys.stderr):
         raise_if_interrupted()
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        probs = view_probabilities(model, images, augment, crop, views, amp)
+        probs = view_probabilities(model, images, compute.augment, crop, views, compute.amp)
         c1, c5 = count_topk_correct(probs, labels)
         correct1, correct5, seen = correct1 + c1, correct5 + c5, seen + len(labels)
         loss_sum += float(F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum"))
@@ -90,13 +92,22 @@ def eval_loader(cfg: TrainConfig, manifest: Manifest, split: str, d: Dist, devic
                        device.type == "cuda")
 
 
-def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: DeviceAugment, device, amp, d: Dist,
-                     folder: Path | None, writer, train_wall_s: float | None, epochs: int,
-                     predictions: Path | None = None, trained_patch_size: int | None = None) -> dict:
+@dataclass(frozen=True)
+class Evaluated:
+    """What the results record says of the model evaluated: its epochs, the training seconds behind
+    it (a metrics row's wall_s) and the patch size it was trained on."""
+    epochs: int
+    train_wall_s: float | None
+    trained_patch_size: int | None = None
+
+
+def final_evaluation(cfg: TrainConfig, manifest: Manifest, model, compute: Compute, evaluated: Evaluated, *,
+                     folder: Path | None, writer, predictions: Path | None = None) -> dict:
     """`model` on the reported split (val, else holdout): centre crop and the 10 views of §4.1;
     ReaL error with --real-labels, every sample's top-5 into `predictions`. The patch sizes
     trained on and evaluated on are recorded (an evaluation on other patches is warned of), and
-    the seconds behind the model (`train_wall_s`, a metrics row's wall_s) beside this pass's."""
+    the seconds behind the model (`evaluated`) beside this pass's."""
+    device, d = compute.device, compute.d
     start = time.perf_counter()
     split = manifest.reported_split
     real = load_real_labels(cfg.real_labels, manifest, cfg.shards) if cfg.real_labels else None
@@ -104,16 +115,17 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
     loader = eval_loader(cfg, manifest, split, d, device, keys=keep)
     metrics, per_sample = {}, {}
     for views, prefix in ((1, "centre_"), (10, "")):  # the paper reports the 10-view figures
-        m = evaluate(model, loader, augment, device=device, crop=cfg.crop, views=views, amp=amp, d=d,
-                     desc=f"{split} {views}-view", per_sample=keep)
+        m = evaluate(model, loader, compute, crop=cfg.crop, views=views, desc=f"{split} {views}-view",
+                     per_sample=keep)
         if not cfg.fast_dev_run:
             check_evaluated(split, m["samples"], manifest, cfg.shards)
         metrics.update({f"{prefix}error@1": m["error@1"], f"{prefix}error@5": m["error@5"], f"{prefix}loss": m["loss"],
                         "samples": m["samples"]})
         per_sample[views] = m.get("per_sample")
     shortfall = None if cfg.fast_dev_run else eval_shortfall(manifest.task, split, metrics["samples"])
-    extra = {"patch_size": manifest.patch_size, "trained_patch_size": trained_patch_size or manifest.patch_size,
-             "train_wall_s": train_wall_s, "eval_wall_s": round(time.perf_counter() - start, 1)}
+    extra = {"patch_size": manifest.patch_size,
+             "trained_patch_size": evaluated.trained_patch_size or manifest.patch_size,
+             "train_wall_s": evaluated.train_wall_s, "eval_wall_s": round(time.perf_counter() - start, 1)}
     if real is not None:
         ten, centre = score_real(per_sample[10], real), score_real(per_sample[1], real)
         extra["real"] = {**ten, "centre_error@1": centre["error@1"], "centre_error@5": centre["error@5"],
@@ -124,10 +136,10 @@ def final_evaluation(*, cfg: TrainConfig, manifest: Manifest, model, augment: De
         log_scalars(writer, split, metrics, 0)
         if predictions is not None:
             write_predictions(predictions, per_sample[10], per_sample[1])
-        results = write_results(folder, manifest, cfg, metrics, split, str(device), git_hash(), epochs, shortfall,
-                                extra)
+        results = write_results(folder, manifest, cfg, metrics, split, str(device), git_hash(), evaluated.epochs,
+                                shortfall, extra)
         if cfg.figures:
-            write_prediction_figures(model, manifest, cfg.shards, augment, device, cfg.crop, folder, writer,
+            write_prediction_figures(model, manifest, cfg.shards, compute.augment, device, cfg.crop, folder, writer,
                                      url_template=cfg.shard_urls)
         print(f"{split} ({metrics['samples']} samples): 10-view error@1 {metrics['error@1']:.4f} "
               f"error@5 {metrics['error@5']:.4f}; centre crop error@1 {metrics['centre_error@1']:.4f} "

@@ -1,14 +1,17 @@
 """Streaming shards into batches (§4.1 augmentation in the workers, see train/augment.py).
 
-Train: an endless stream per (rank, worker). Pass q of the stream shuffles the shard list
-with seed (seed, q) -- identically on every rank -- and takes every slots-th shard from
-position rank * workers + worker; samples pass a seeded shuffle buffer (before decoding:
-webdataset #439) and are decoded and cropped. Epoch e starts the stream at pass e and the
-loop takes exactly steps_per_epoch batches, so every rank runs the same number of steps
-(no DDP hang: webdataset #188/#194/#225) and an epoch is a pure function of (seed, e): a
-resumed run sees the same batches. Epoch length is set on the loop, not per worker (#303).
-A run resumed mid-epoch (`skip_batches`) replays the skipped batches' reads and random draws
-without decoding them, and rotates the workers' roles so that the loader's round robin,
+Train: epoch e reads the train samples in one order, a pure function of (seed, e): the shard
+list shuffled with seed (seed, e) -- identically on every rank -- and read end to end. Each
+(rank, loader worker) takes one contiguous stretch of that order, exactly as many samples as
+its batches of the epoch need (steps_per_epoch batches per rank, dealt round robin over the
+workers), so over all ranks and workers every sample comes at most once per epoch and at most
+ranks x batch - 1 samples wait for a later epoch (cuda-convnet's epochs also read every batch
+once); every rank runs the same number of steps (no DDP hang: webdataset #188/#194/#225). A
+stretch may start and end inside a shard: the samples before it are read, not decoded. More
+steps than the samples hold (--steps-per-epoch) continue into the order of epoch e+1, e+2...
+Each stretch passes a seeded shuffle buffer (before decoding: webdataset #439), drained at
+its end. A run resumed mid-epoch (`skip_batches`) replays the skipped batches' reads and random
+draws without decoding them, and rotates the workers' roles so that the loader's round robin,
 which always starts at worker 0, hands out batch `skip_batches` next.
 
 Eval: every shard once, split over ranks and workers; each sample counted once.
@@ -23,7 +26,6 @@ import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,6 +70,23 @@ def read_tar_samples(urls: list[str]) -> Iterator[dict]:
             raise shard_error(url, f"not a readable tar ({exc.args[0] if exc.args else type(exc).__name__})") from None
         finally:
             stream.close()
+
+
+def read_pieces(pieces: Iterator[tuple[str, int, int]]) -> Iterator[dict]:
+    """The samples of each (shard, pass over, take): those passed over are read, not decoded.
+    A shard that ends before its manifest count (changed since the start-up check) is an error."""
+    for url, skip, take in pieces:
+        got = 0
+        if take > 0:
+            for index, sample in enumerate(read_tar_samples([url])):
+                if index < skip:
+                    continue
+                yield sample
+                got += 1
+                if got == take:
+                    break
+        if got < take:
+            raise shard_error(url, f"ends after {skip + got} samples, the manifest says at least {skip + take}")
 
 
 def where(sample: dict) -> str:
@@ -116,6 +135,8 @@ def worker_slot(rank: int, world: int) -> tuple[int, int]:
     return rank * workers + worker, world * workers
 
 
+# which samples an epoch's batches hold, by this module's rule; a mid-epoch checkpoint records it
+EPOCH_ORDER = "stretches-of-one-order"
 DECODERS = ("worker", "device")  # where JPEGs are decoded (--decode)
 PREFETCH = 4  # batches queued per loader worker
 POOL = PREFETCH + 2  # + one held by the loop + one being filled
@@ -134,41 +155,69 @@ class TrainStream(IterableDataset):
     never a wait, never a buffer overwritten while in use.
     """
 
-    def __init__(self, urls: list[str], *, rules: SampleRules, crop: int, buffer: int, seed: int, rank: int = 0,
-                 world: int = 1, batch_size: int = 128, decode: str = "worker"):
+    def __init__(self, urls: list[str], counts: list[int], *, rules: SampleRules, crop: int, buffer: int, seed: int,
+                 steps: int, rank: int = 0, world: int = 1, batch_size: int = 128, decode: str = "worker"):
         if decode not in DECODERS:
             raise ValueError(f"decode {decode!r}: expected one of {DECODERS}")
-        self.urls, self.rules, self.crop, self.buffer, self.seed = list(urls), rules, crop, buffer, seed
-        self.batch_size, self.decode = batch_size, decode
+        if len(counts) != len(urls):
+            raise ValueError(f"{len(urls)} shards but {len(counts)} sample counts")
+        self.urls, self.counts, self.rules, self.crop, self.buffer = list(urls), list(counts), rules, crop, buffer
+        self.seed, self.steps, self.batch_size, self.decode = seed, steps, batch_size, decode
         self.rank, self.world = rank, world
         self.epoch = 0
         self.skip_batches = 0  # this epoch's batches already trained on (a mid-epoch resume)
         self.release_flags: torch.Tensor | None = None  # shared uint8 [workers * POOL]
 
-    def shards_for_pass(self, q: int, slot: int, slots: int) -> list[str]:
-        order = list(self.urls)
-        random.Random(f"{self.seed}-pass-{q}").shuffle(order)  # same on every rank
-        return order[slot::slots]
+    def epoch_order(self, q: int) -> list[tuple[str, int]]:
+        """(shard, samples) in the order epoch q reads them; the same on every rank."""
+        order = list(zip(self.urls, self.counts))
+        random.Random(f"{self.seed}-pass-{q}").shuffle(order)
+        return order
 
-    def samples(self, slot: int, slots: int, rng: random.Random) -> Iterator[dict]:
-        q = self.epoch
-        while True:
-            yield from shuffle_buffer(read_tar_samples(self.shards_for_pass(q, slot, slots)), self.buffer, rng)
+    def stretch(self, role: int, workers: int) -> tuple[int, int]:
+        """(first sample, samples) of this epoch's order that worker `role` of this rank reads:
+        rank r's stretch follows ranks 0..r-1, each role's follows the roles before it."""
+        b = self.batch_size
+        before = self.rank * self.steps * b + sum(len(range(w, self.steps, workers)) for w in range(role)) * b
+        return before, len(range(role, self.steps, workers)) * b
+
+    def pieces(self, start: int, n: int) -> Iterator[tuple[str, int, int]]:
+        """(shard, samples to pass over, samples to take) covering `n` samples from `start` of
+        the epoch's order, continuing into the next epochs' orders when the epoch is too short."""
+        q, pos = self.epoch, 0
+        while n > 0:
+            for url, count in self.epoch_order(q):
+                if pos + count > start and n > 0:
+                    skip = start - pos
+                    take = min(count - skip, n)
+                    yield url, skip, take
+                    start, n = start + take, n - take
+                pos += count
+            if not any(self.counts):
+                raise ValueError("the train split has no samples")
             q += 1
+
+    def slot_samples(self, role: int, workers: int, rng: random.Random) -> Iterator[dict]:
+        """The raw samples worker `role` turns into batches, in the order it uses them."""
+        start, n = self.stretch(role, workers)
+        return shuffle_buffer(read_pieces(self.pieces(start, n)), self.buffer, rng)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list, list, int]]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         role = (worker + self.skip_batches) % workers  # the worker whose batch comes next
-        slot, slots = self.rank * workers + role, self.world * workers
+        slot = self.rank * workers + role
         rng = random.Random(f"{self.seed}-epoch-{self.epoch}-slot-{slot}")
-        samples = self.samples(slot, slots, rng)
-        self._skip(samples, rng, len(range(role, self.skip_batches, workers)))
+        samples = self.slot_samples(role, workers, rng)
+        done = len(range(role, self.skip_batches, workers))
+        self._skip(samples, rng, done)
+        batches = len(range(role, self.steps, workers)) - done
         if self.decode == "device":
-            yield from self._undecoded_batches(samples, rng)
+            yield from self._undecoded_batches(samples, rng, batches)
+            return
         b, c, patch = self.batch_size, self.crop, self.rules.patch
         pool: dict[int, torch.Tensor] = {}
-        while True:
+        for _ in range(batches):
             # HWC memory: libjpeg decodes to HWC, so each crop row is one contiguous copy,
             # and the batch arrives channels_last, the layout the model runs in.
             flag, images = self._acquire(pool, info, (b, c, c, 3))
@@ -192,10 +241,10 @@ class TrainStream(IterableDataset):
             next(samples)
             draw_crop(patch, patch, self.crop, rng)
 
-    def _undecoded_batches(self, samples: Iterator[dict], rng: random.Random):
+    def _undecoded_batches(self, samples: Iterator[dict], rng: random.Random, batches: int):
         """--decode device: the same draws, but JPEG bytes travel and the device decodes."""
         b, c, patch = self.batch_size, self.crop, self.rules.patch
-        while True:
+        for _ in range(batches):
             raw: dict[str, list] = {"jpg": [], "top": [], "left": [], "where": [], "patch": patch}
             labels, flips = [], []
             for _ in range(b):
@@ -297,14 +346,6 @@ class EvalShards(IterableDataset):
             img, label = decode_sample(sample, self.rules)
             image = torch.from_numpy(img).permute(2, 0, 1)
             yield (image, label, sample["__key__"]) if self.keys else (image, label)
-
-
-def check_shard_count(urls: list[str], world: int, workers: int, root: Path) -> None:
-    if len(urls) < world * workers:
-        raise ValueError(
-            f"{root}: {len(urls)} train shards for {world} ranks x {workers} loader workers; every "
-            f"worker needs at least one (webdataset #188). Use --workers {max(1, len(urls) // world)} "
-            f"or re-shard with a smaller --shard-size.")
 
 
 # A SIGKILLed worker's pipe is closed before the worker can be waited for (the kernel closes a

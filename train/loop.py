@@ -26,15 +26,16 @@ from shared.manifest import Manifest
 from shared.output_paths import check_output_folder
 
 from .augment import DeviceAugment, InputStats
-from .checkpoint import (BEST, LAST, check_classes, check_same_run, checkpoint_state, copy_into, first_line,
-                         load_checkpoint, remove_partial_writes, restore_best, save_epoch_checkpoints, save_last)
+from .checkpoint import (BEST, LAST, ModelCard, RunProgress, check_classes, check_same_run, checkpoint_state,
+                         copy_into, first_line, load_checkpoint, remove_partial_writes, restore_best,
+                         save_epoch_checkpoints, save_last)
 from .config import FAST_DEV_STEPS, TrainConfig
-from .loader import SampleRules, TrainStream, check_shard_count, iterate_train_batches
+from .loader import SampleRules, TrainStream, iterate_train_batches
 from .dataset_folder import DatasetFiles, check_evaluated, dataset_input_stats, load_dataset
-from .device import (Precision, autocast_for, default_workers, describe, prepare_device,
+from .device import (Compute, Precision, autocast_for, default_workers, describe, prepare_device,
                      resolve_device, resolve_precision, warn_slow_bf16)
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
-from .evaluation import eval_loader, evaluate, final_evaluation, log_scalars
+from .evaluation import Evaluated, eval_loader, evaluate, final_evaluation, log_scalars
 from .figures import log_kernel_figure, write_training_curve
 from .model import build_model
 from .optim import build_optimizer
@@ -58,10 +59,11 @@ def seed_epoch(seed: int, rank: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, rank, epoch, "lighting"))
 
 
-def train_one_epoch(model, optimizer, batches, *, steps: int, augment: DeviceAugment, generator, device,
-                    amp, d: Dist, epoch: int, progress: EpochProgress | None = None, after_step=None) -> dict:
+def train_one_epoch(model, optimizer, batches, compute: Compute, *, steps: int, generator, epoch: int,
+                    progress: EpochProgress | None = None, after_step=None) -> dict:
     """`steps` steps from `batches`, or the rest of them after `progress` (a mid-epoch
     resume); `after_step(steps_done, progress, generator)` may save a mid-epoch checkpoint."""
+    device, d, augment, amp = compute.device, compute.d, compute.augment, compute.amp
     model.train()
     done = progress or EpochProgress()
     loss_sum = torch.tensor(done.loss_sum, dtype=torch.float32, device=device)
@@ -101,16 +103,13 @@ class Run:
     """One training run's state; `model` is the bare module (torchvision's model_without_ddp),
     `net` what the loop calls (DDP and/or torch.compile around it)."""
     cfg: TrainConfig
-    device: torch.device
-    d: Dist
+    compute: Compute  # device, autocast, ranks, the on-device input step
     manifest: Manifest
     inputs: InputStats  # normalisation (§2) and lighting (§4.1) statistics
     model: nn.Module
     net: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: LrSchedule
-    augment: DeviceAugment
-    amp: object
     precision: Precision
     device_settings: dict  # prepare_device's, for config.json
     steps: int
@@ -127,6 +126,14 @@ class Run:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # made at the start, kept by every resume
     dataset_files: DatasetFiles | None = None  # the shards as the run found them: a change is noticed
     folder_lock: RunFolderLock | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.compute.device
+
+    @property
+    def d(self) -> Dist:
+        return self.compute.d
 
     def identity(self) -> dict:
         return {"run_id": self.run_id, "dataset": self.manifest.fingerprint()}
@@ -210,9 +217,9 @@ def setup_run(cfg: TrainConfig, device: torch.device, d: Dist, settings: dict | 
     inputs = dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop)
     precision = resolve_precision(device, cfg.precision)
     warn_slow_bf16(device, precision)
-    run = Run(cfg, device, d, manifest, inputs, model, model, optimizer, schedule,
-              DeviceAugment(inputs, cfg.pca_std, device), autocast_for(device, precision), precision,
-              settings or {}, steps, 1 if cfg.fast_dev_run else cfg.epochs)
+    compute = Compute(device, autocast_for(device, precision), d, DeviceAugment(inputs, cfg.pca_std, device))
+    run = Run(cfg, compute, manifest, inputs, model, model, optimizer, schedule, precision, settings or {}, steps,
+              1 if cfg.fast_dev_run else cfg.epochs)
     run.checkpoint_minutes = cfg.checkpoint_every if cfg.checkpoint_every is not None else default_minutes(device)
     run.dataset_files = dataset_files
     if cfg.resume:
@@ -256,7 +263,9 @@ def resume_from(run: Run, path: Path) -> None:
     run.start_epoch = state["epoch"] + 1
     run.resumed_row = run.last_row = state["metrics_row"]
     if "in_epoch" in state:
-        check_resumable(state["in_epoch"], run.cfg, run.d, path)
+        note = check_resumable(state["in_epoch"], run.cfg, run.d, path)
+        if note and run.d.is_main:
+            print(note, file=sys.stderr)
         run.in_epoch = state["in_epoch"]
 
 
@@ -306,15 +315,13 @@ def run_epoch(run: Run, epoch: int) -> None:
     saver = MidEpochSaver(run.checkpoint_minutes, run.steps, d, run.device,
                           lambda done, ranks: save_mid_epoch(run, epoch, done, ranks))
     batches = iterate_train_batches(stream, cfg.workers, run.device.type == "cuda", run.device)
-    train_metrics = train_one_epoch(run.net, run.optimizer, batches, steps=run.steps, augment=run.augment,
-                                    generator=generator, device=run.device, amp=run.amp, d=d, epoch=epoch,
-                                    progress=progress, after_step=saver)
+    train_metrics = train_one_epoch(run.net, run.optimizer, batches, run.compute, steps=run.steps,
+                                    generator=generator, epoch=epoch, progress=progress, after_step=saver)
     batches.close()  # shuts the epoch's loader workers down
     held_start = time.perf_counter()
     try:
         holdout = eval_loader(cfg, run.manifest, "holdout", d, run.device)
-        held = evaluate(run.model, holdout, run.augment, device=run.device, crop=cfg.crop, views=1, amp=run.amp,
-                        d=d, desc="holdout")
+        held = evaluate(run.model, holdout, run.compute, crop=cfg.crop, views=1, desc="holdout")
     except KeyboardInterrupt:
         saver.save_if_stopped_after_the_last_step()  # the epoch's steps outlive the stop
         raise
@@ -371,11 +378,10 @@ def record_epoch(run: Run, epoch: int, row: dict, drop: LrDrop | None, improved:
 
 def run_state(run: Run, epoch: int, row: dict | None) -> dict:
     """What last.pt holds after `epoch` (the last completed one; -1 before the first)."""
-    return checkpoint_state(
-        model=run.model, optimizer=run.optimizer, schedule=run.schedule, epoch=epoch, config=run.cfg.to_dict(),
-        arch=run.model.arch.to_dict(), classes=run.manifest.class_table(), normalization=run.inputs.state(),
-        patch_size=run.manifest.patch_size, best_error=run.best_error, best_epoch=run.best_epoch, metrics_row=row,
-        identity=run.identity())
+    card = ModelCard(run.model.arch.to_dict(), run.manifest.class_table(), run.inputs.state(),
+                     run.manifest.patch_size, run.cfg.to_dict())
+    return checkpoint_state(run.model, run.optimizer, run.schedule, card,
+                            RunProgress(epoch, run.best_error, run.best_epoch, row), run.identity())
 
 
 def save_mid_epoch(run: Run, epoch: int, done: EpochProgress, ranks: list[dict]) -> None:
@@ -387,9 +393,9 @@ def save_mid_epoch(run: Run, epoch: int, done: EpochProgress, ranks: list[dict])
 def train_stream(run: Run, epoch: int) -> TrainStream:
     cfg, d, manifest = run.cfg, run.d, run.manifest
     urls = manifest.shard_paths(cfg.shards, "train", cfg.shard_urls)
-    check_shard_count(urls, d.world, max(1, cfg.workers), cfg.shards)
-    stream = TrainStream(urls, rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
-                         buffer=cfg.shuffle_buffer, seed=cfg.seed, rank=d.rank, world=d.world,
+    stream = TrainStream(urls, manifest.splits["train"].shard_samples,
+                         rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
+                         buffer=cfg.shuffle_buffer, seed=cfg.seed, steps=run.steps, rank=d.rank, world=d.world,
                          batch_size=cfg.batch_size // d.world, decode=cfg.decode)
     stream.epoch = epoch
     return stream
@@ -404,9 +410,9 @@ def finish(run: Run) -> dict:
     if run.d.enabled:  # rank 0 loaded best.pt; give every rank the same weights
         for tensor in run.model.state_dict().values():
             torch.distributed.broadcast(tensor, 0)
-    results = final_evaluation(cfg=run.cfg, manifest=run.manifest, model=run.model, augment=run.augment,
-                               device=run.device, amp=run.amp, d=run.d, folder=run.folder, writer=run.writer,
-                               train_wall_s=(run.last_row or {}).get("wall_s"), epochs=run.epochs)
+    results = final_evaluation(run.cfg, run.manifest, run.model, run.compute,
+                               Evaluated(run.epochs, (run.last_row or {}).get("wall_s")), folder=run.folder,
+                               writer=run.writer)
     if run.writer is not None:
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in run.cfg.to_dict().items()}
         run.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in results["metrics"].items()

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from shared.exit_status import interrupt_pending
 
 from .distributed import Dist, all_reduce_sum
+from .loader import EPOCH_ORDER
 
 SYNC_EVERY = 20  # steps between the ranks' vote on whether a checkpoint is due (one tiny all-reduce)
 # what a mid-epoch resume must share with the run that wrote the checkpoint: each changes which
@@ -65,12 +66,14 @@ def gather_rank_states(state: dict, d: Dist) -> list[dict]:
 
 def in_epoch_record(epoch: int, progress: EpochProgress, ranks: list[dict], cfg) -> dict:
     return {"epoch": epoch, "step": progress.step, "images": progress.images, "seconds": progress.seconds,
-            "world": len(ranks), "ranks": ranks, "writer": {k: getattr(cfg, k) for k in SAME_AS_WRITER}}
+            "world": len(ranks), "ranks": ranks, "writer": {k: getattr(cfg, k) for k in SAME_AS_WRITER},
+            "epoch_order": EPOCH_ORDER}
 
 
-def check_resumable(record: dict, cfg, d: Dist, path) -> None:
+def check_resumable(record: dict, cfg, d: Dist, path) -> str | None:
     """A mid-epoch checkpoint continues only where the next batches and draws would be the
-    ones the interrupted run was about to make."""
+    ones the interrupted run was about to make; a note when the checkpoint's epoch was read by
+    another version's order (its weights are sound, the rest of that epoch is drawn anew)."""
     if record["world"] != d.world:
         raise ValueError(f"{path}: written mid-epoch by {record['world']} ranks, resumed on {d.world}; resume on "
                          f"{record['world']} ranks (the ranks' data and random draws differ)")
@@ -79,6 +82,11 @@ def check_resumable(record: dict, cfg, d: Dist, path) -> None:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{path}: written mid-epoch with {flag} {value}, this run has {getattr(cfg, name)}; "
                              f"resume with {flag} {value} so that the epoch continues as it began")
+    if record.get("epoch_order") != EPOCH_ORDER:
+        return (f"note: {path} was written mid-epoch by a version that ordered an epoch's samples otherwise; "
+                f"epoch {record['epoch']} continues in this version's order, so some of its samples may come "
+                f"twice and others not at all; later epochs read every sample once")
+    return None
 
 
 def restore_rank(record: dict, rank: int, lighting: torch.Generator, device: torch.device) -> EpochProgress:
