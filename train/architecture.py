@@ -14,6 +14,13 @@ LRN_MODES = ("as-run", "text", "none")
 CONV1_PADDINGS = ("as-run", "symmetric")
 DROPOUT_MODES = ("paper", "inverted")
 TOWERS = ("two", "one")
+POOL_SIZES = (3, 2)  # §3.4's overlapping z=3, s=2; 2 is its non-overlapping ablation
+MIN_CROP = 64  # the smallest input whose maps survive the five convolutions and three pools
+
+
+def dropout_in_range(p) -> bool:
+    """A probability of zeroing that leaves something: 0 <= p < 1."""
+    return math.isfinite(p) and 0 <= p < 1
 # kernels per layer: Figure 2 (two GPUs), and §3.2's one-GPU net with "half as many kernels
 # in each convolutional layer" except the last (footnote 2: conv5 and the fc layers keep
 # their size so that both nets have about as many parameters)
@@ -42,12 +49,12 @@ class Architecture:
                               ("dropout_mode", DROPOUT_MODES), ("towers", TOWERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        if self.pool_size not in (2, 3):
+        if self.pool_size not in POOL_SIZES:
             raise ValueError(f"pool_size {self.pool_size}: expected 3 (§3.4) or 2 (non-overlapping)")
-        if not 0 <= self.dropout < 1:
+        if not dropout_in_range(self.dropout):
             raise ValueError(f"dropout {self.dropout}: expected 0 <= p < 1")
-        if not 64 <= self.crop <= MAX_PATCH_SIZE:
-            raise ValueError(f"crop {self.crop}: AlexNet needs inputs of 64 to {MAX_PATCH_SIZE} px")
+        if not MIN_CROP <= self.crop <= MAX_PATCH_SIZE:
+            raise ValueError(f"crop {self.crop}: AlexNet needs inputs of {MIN_CROP} to {MAX_PATCH_SIZE} px")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -31,7 +31,7 @@ app = typer.Typer(cls=one_value_per_option_group(), add_completion=False, invoke
 def _flag_help(f) -> str:
     """The field's help, its enforced range and its default, in one style for every flag."""
     default = f.default if f.default is not MISSING else None
-    shown = f" Range: {RANGES[f.name]}." if f.name in RANGES else ""
+    shown = f" Range: {RANGES[f.name].text}." if f.name in RANGES else ""
     return f.metadata["help"] + shown + ("" if default is None else f" \\[default: {default}]")
 
 

@@ -11,7 +11,8 @@ from typing import Literal, Optional
 
 from shared.manifest import TASKS
 
-from .architecture import CONV1_PADDINGS, DROPOUT_MODES, LRN_MODES, TOWERS, Architecture
+from .architecture import (CONV1_PADDINGS, DROPOUT_MODES, LRN_MODES, MIN_CROP, POOL_SIZES, TOWERS,
+                           Architecture, dropout_in_range)
 from .schedule import SCHEDULES
 
 FAST_DEV_STEPS = 3  # --fast-dev-run: train steps per epoch, eval batches per worker
@@ -174,48 +175,52 @@ def finite_in(value, low: float, high: float, low_open: bool = False) -> bool:
     return math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
 
 
-# What each number may be, as --help shows it and as check_ranges enforces it
+@dataclass(frozen=True)
+class Range:
+    """What a field may be: the text --help and the error show, and the rule that enforces it,
+    given the value and the shards' patch size (None before the shards are read)."""
+    text: str
+    holds: typing.Callable[[typing.Any, Optional[int]], bool]
+
+
+def unless_none(rule):
+    return lambda v, patch: v is None or rule(v, patch)
+
+
 RANGES = {
-    "epochs": "1..100,000", "batch_size": "1..1,048,576", "learn_rate": "(0, 100]", "bias_lr_mult": "(0, 100]",
-    "momentum": "[0, 1)", "weight_decay": "[0, 1]", "lr_patience": "1..1000", "lr_min_delta": "0..100 points",
-    "lr_drops": "0..100", "dropout": "[0, 1)", "pool_size": "3 (§3.4) or 2", "pca_std": "[0, 10]", "seed": ">= 0",
-    "workers": "0..256", "shuffle_buffer": "1..100,000", "eval_batch_size": "1..65,536",
-    "steps_per_epoch": "1..10^9", "checkpoint_every": "0..1,000,000 minutes", "crop": "64..the shards' patch size",
-    "shard_urls": "a template with '{name}'", "device": "auto, cpu, cuda or cuda:N",
-    "run_name": "one folder name inside --output-dir (no '/', not '.' or '..')",
+    "epochs": Range("1..100,000", lambda v, _: 1 <= v <= 100_000),
+    "batch_size": Range("1..1,048,576", lambda v, _: 1 <= v <= 1 << 20),
+    "learn_rate": Range("(0, 100]", lambda v, _: finite_in(v, 0, 100, low_open=True)),
+    "bias_lr_mult": Range("(0, 100]", lambda v, _: finite_in(v, 0, 100, low_open=True)),
+    "momentum": Range("[0, 1)", lambda v, _: finite_in(v, 0, 1) and v < 1),
+    "weight_decay": Range("[0, 1]", lambda v, _: finite_in(v, 0, 1)),
+    "lr_patience": Range("1..1000", lambda v, _: 1 <= v <= 1000),
+    "lr_min_delta": Range("0..100 points", lambda v, _: finite_in(v, 0, 100)),
+    "lr_drops": Range("0..100", lambda v, _: 0 <= v <= 100),
+    "dropout": Range("[0, 1)", lambda v, _: dropout_in_range(v)),
+    "pool_size": Range("3 (§3.4) or 2", lambda v, _: v in POOL_SIZES),
+    "pca_std": Range("[0, 10]", lambda v, _: finite_in(v, 0, 10)),
+    "seed": Range(">= 0", lambda v, _: 0 <= v < 2**63),
+    "workers": Range("0..256", unless_none(lambda v, _: 0 <= v <= 256)),
+    "shuffle_buffer": Range("1..100,000", lambda v, _: 1 <= v <= 100_000),
+    "eval_batch_size": Range("1..65,536", lambda v, _: 1 <= v <= 65_536),
+    "steps_per_epoch": Range("1..10^9", unless_none(lambda v, _: 1 <= v <= 10**9)),
+    "checkpoint_every": Range("0..1,000,000 minutes", unless_none(lambda v, _: finite_in(v, 0, 10**6))),
+    "crop": Range(f"{MIN_CROP}..the shards' patch size",
+                  unless_none(lambda v, patch: patch is None or MIN_CROP <= v <= patch)),
+    "shard_urls": Range("a template with '{name}'", unless_none(lambda v, _: "{name}" in v)),
+    "device": Range("auto, cpu, cuda or cuda:N", lambda v, _: valid_device(v)),
+    "run_name": Range("one folder name inside --output-dir (no '/', not '.' or '..')",
+                      unless_none(lambda v, _: is_folder_name(v))),
 }
 
 
 def check_ranges(cfg: TrainConfig, patch_size: int | None) -> None:
     """Every number within what the run can use, before anything starts: `--learn-rate inf`,
     1e30 or `--pca-std 1e300` would otherwise end the run in a traceback after its first step."""
-    rules = [
-        ("epochs", 1 <= cfg.epochs <= 100_000),
-        ("batch_size", 1 <= cfg.batch_size <= 1 << 20),
-        ("learn_rate", finite_in(cfg.learn_rate, 0, 100, low_open=True)),
-        ("bias_lr_mult", finite_in(cfg.bias_lr_mult, 0, 100, low_open=True)),
-        ("momentum", finite_in(cfg.momentum, 0, 1) and cfg.momentum < 1),
-        ("weight_decay", finite_in(cfg.weight_decay, 0, 1)),
-        ("lr_patience", 1 <= cfg.lr_patience <= 1000),
-        ("lr_min_delta", finite_in(cfg.lr_min_delta, 0, 100)),
-        ("lr_drops", 0 <= cfg.lr_drops <= 100),
-        ("dropout", finite_in(cfg.dropout, 0, 1) and cfg.dropout < 1),
-        ("pool_size", cfg.pool_size in (2, 3)),
-        ("pca_std", finite_in(cfg.pca_std, 0, 10)),
-        ("seed", 0 <= cfg.seed < 2**63),
-        ("workers", cfg.workers is None or 0 <= cfg.workers <= 256),
-        ("shuffle_buffer", 1 <= cfg.shuffle_buffer <= 100_000),
-        ("eval_batch_size", 1 <= cfg.eval_batch_size <= 65_536),
-        ("steps_per_epoch", cfg.steps_per_epoch is None or 1 <= cfg.steps_per_epoch <= 10**9),
-        ("checkpoint_every", cfg.checkpoint_every is None or finite_in(cfg.checkpoint_every, 0, 10**6)),
-        ("crop", cfg.crop is None or patch_size is None or 64 <= cfg.crop <= patch_size),
-        ("shard_urls", cfg.shard_urls is None or "{name}" in cfg.shard_urls),
-        ("device", valid_device(cfg.device)),
-        ("run_name", cfg.run_name is None or is_folder_name(cfg.run_name)),
-    ]
-    for name, ok in rules:
-        if not ok:
-            wanted = RANGES[name].replace("the shards' patch size", f"the shards' patch size {patch_size}")
+    for name, rule in RANGES.items():
+        if not rule.holds(getattr(cfg, name), patch_size):
+            wanted = rule.text.replace("the shards' patch size", f"the shards' patch size {patch_size}")
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected {wanted}")
     cfg.milestones()
 
