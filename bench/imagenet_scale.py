@@ -127,6 +127,16 @@ def measure(cmd: list[str], watch=None, stop_when=None, log: Path | None = None)
             "watched": seen, "killed": killed}
 
 
+def startup_seconds(log: Path, total_s: float) -> float | None:
+    """Seconds before prep's progress bar started (the walk, the plan and, on a resume, checking
+    the shards already complete): the command's wall time less the bar's own elapsed time."""
+    found = re.findall(r"\[(?:(\d+):)?(\d+):(\d+)<", log.read_text().replace("\r", "\n")) if log.is_file() else []
+    if not found:
+        return None
+    h, m, s = found[-1]
+    return total_s - (int(h or 0) * 3600 + int(m) * 60 + int(s))
+
+
 def du_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -245,6 +255,10 @@ def run_scale(src: Path, work: Path, scale: float, stages: list[str], py: str, m
         elif stage == "model":
             results[stage] = stage_model(work, py, model_steps)
         path.write_text(json.dumps(results, indent=1))
+    for stage, log, total in (("prep", "prep.log", "seconds"), ("kill", "resume.log", "resume_s")):
+        if stage in results and "startup_s" not in results[stage]:  # also for results measured before
+            results[stage]["startup_s"] = startup_seconds(work / log, results[stage][total])
+    path.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -272,6 +286,13 @@ def print_table(by_scale: dict[float, dict]) -> None:
             ("kill: shards found complete / of", lambda r: (f"{r['kill']['found_complete']} / {r['kill']['shards']}"
                                                             if "kill" in r else None), "{}"),
             ("kill: resumed byte-identical", lambda r: r.get("kill", {}).get("byte_identical"), "{}"),
+            ("prep: seconds before the progress bar (walk, plan)", lambda r: r.get("prep", {}).get("startup_s"),
+             "{:.0f}"),
+            ("kill: the resume's seconds before its bar (+ checking kept shards)",
+             lambda r: r.get("kill", {}).get("startup_s"), "{:.0f}"),
+            ("kill: killed run + resume / uninterrupted (wall)", lambda r: (
+                (r["kill"]["killed_after_s"] + r["kill"]["resume_s"]) / r["prep"]["seconds"]
+                if "kill" in r and "prep" in r else None), "{:.2f}"),
             ("stats: ms per image", lambda r: per_image(r, "stats"), "{:.2f}"),
             ("stats: peak RSS (MB)", lambda r: r.get("stats", {}).get("peak_rss_mb"), "{:.0f}"),
             ("verify: ms per image", lambda r: per_image(r, "verify"), "{:.3f}"),
