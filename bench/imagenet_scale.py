@@ -88,8 +88,9 @@ def build_tree(src: Path, tree: Path, scale: float) -> dict:
 
 
 # ---- measuring a command ---------------------------------------------------------------------------------
-def tree_rss_kb(pid: int) -> int:
-    """RSS of a process and all its descendants (kB)."""
+def tree_memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process and all its descendants, summed (kB). Forked workers share the
+    main process's pages, which the summed RSS counts once per process and PSS divides."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -97,15 +98,17 @@ def tree_rss_kb(pid: int) -> int:
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [pid]
+    rss, pss, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         todo += children.get(p, [])
         try:
-            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+            rss += int(re.search(r"^Rss:\s+(\d+)", text, re.M).group(1))
+            pss += int(re.search(r"^Pss:\s+(\d+)", text, re.M).group(1))
         except (OSError, AttributeError):
             continue
-    return total
+    return rss, pss
 
 
 def measure(cmd: list[str], watch=None, stop_when=None, log: Path | None = None) -> dict:
@@ -114,17 +117,18 @@ def measure(cmd: list[str], watch=None, stop_when=None, log: Path | None = None)
     start = time.perf_counter()
     out = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    peak, seen, killed = 0, None, False
+    peak, peak_pss, seen, killed = 0, 0, None, False
     while proc.poll() is None:
-        peak = max(peak, tree_rss_kb(proc.pid))
+        rss, pss = tree_memory_kb(proc.pid)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         if watch is not None and seen is None:
             seen = watch(time.perf_counter() - start)
         if stop_when is not None and not killed and stop_when():
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
         time.sleep(0.2)
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak / 1024, "status": proc.returncode,
-            "watched": seen, "killed": killed}
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak / 1024, "peak_pss_mb": peak_pss / 1024,
+            "status": proc.returncode, "watched": seen, "killed": killed}
 
 
 def startup_seconds(log: Path, total_s: float) -> float | None:
@@ -279,6 +283,7 @@ def print_table(by_scale: dict[float, dict]) -> None:
             ("prep: ms per image", lambda r: per_image(r, "prep"), "{:.2f}"),
             ("prep: images/s", lambda r: r.get("prep", {}).get("images_per_s"), "{:.0f}"),
             ("prep: peak RSS, all processes (MB)", lambda r: r.get("prep", {}).get("peak_rss_mb"), "{:.0f}"),
+            ("prep: peak PSS, all processes (MB)", lambda r: r.get("prep", {}).get("peak_pss_mb"), "{:.0f}"),
             ("prep: seconds before the first shard file", lambda r: r.get("prep", {}).get("first_shard_s"), "{:.1f}"),
             ("prep: bytes written per image", lambda r: (r.get("prep", {}).get("bytes") or 0)
              / max(1, r.get("prep", {}).get("images") or 1), "{:,.0f}"),

@@ -277,8 +277,10 @@ def test_final_evaluation_uses_the_best_epoch_not_the_last(scripted_run):
     r = json.loads((run / "results.json").read_text())
     from_best = reference_eval(run / "best.pt", shards, "val", 10)["loss"]
     from_last = reference_eval(run / "last.pt", shards, "val", 10)["loss"]
-    assert abs(from_best - from_last) > 1e-4  # the two epochs' weights do differ
-    assert r["metrics"]["loss"] == pytest.approx(from_best, rel=1e-5)
+    # the reference decodes with PIL, the run with libjpeg-turbo: ~1e-5 apart on the same weights
+    # (the other comparisons here allow 1e-4); the two epochs' weights are further apart than that
+    assert abs(from_best - from_last) > 1e-3, (from_best, from_last)
+    assert r["metrics"]["loss"] == pytest.approx(from_best, rel=1e-4)
 
 
 def test_metrics_rows(natural_run, tiny_shards):
