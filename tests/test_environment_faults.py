@@ -6,7 +6,6 @@ import os
 import shutil
 
 import numpy as np
-import torch
 
 from command_helpers import one_line_error, prep, train_cli
 from make_fixtures import cut_mid_member, write_class_folders
@@ -61,11 +60,47 @@ def test_disk_full_while_writing_stats_leaves_no_partial_file(tiny_shards, tmp_p
         and not (root / "mean_image.npy").exists()
 
 
-def test_disk_full_at_a_checkpoint_advises_a_file_that_exists(tiny_shards, tmp_path, monkeypatch):
-    import train.checkpoint
+class FillingFile:
+    """A file on a disk with `room` bytes left: a write past it raises ENOSPC, as the kernel's."""
 
-    saves = no_space(1)  # epoch 0's save succeeds (best.pt, then a copy), epoch 1's fails
-    monkeypatch.setattr(train.checkpoint.torch, "save", saves(torch.save))
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        n = len(memoryview(data).cast("B"))
+        if n > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device", self.f.name)
+        self.room -= n
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_disk_full_at_a_checkpoint_advises_a_file_that_exists(tiny_shards, tmp_path, monkeypatch):
+    """The disk fills while epoch 1's checkpoint is written (epoch 0's best.pt and last.pt
+    fit): the file's write fails as the kernel's does, wherever the bytes come from (torch.save
+    writing into the file turned that error into "unexpected pos …", an internal error)."""
+    import builtins
+
+    import shared.json_files
+
+    opened = {"n": 0}
+
+    def open_on_a_filling_disk(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        if str(path).endswith(".pt.tmp"):
+            opened["n"] += 1
+            return FillingFile(f, 10**12 if opened["n"] <= 2 else 10**6)
+        return f
+
+    monkeypatch.setattr(shared.json_files, "open", open_on_a_filling_disk, raising=False)
     result = train_cli("--shards", tiny_shards, "--epochs", "2", "--steps-per-epoch", "1", "--logdir", tmp_path / "r",
                        "--run-name", "x", *SMALL_FLAGS)
     text = one_line_error(result, 1, "No space left on device")

@@ -18,6 +18,7 @@ Format 2 (before both) still loads, checked by its config alone.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import pickle
 import re
@@ -100,8 +101,13 @@ def content_digest(state: dict) -> str:
 
 
 def _save(path: Path, state: dict) -> None:
+    """Serialized in memory, then written by Python: an error inside torch.save's own writer
+    loses its errno (a full disk became "unexpected pos 9949248 vs 9949136", an internal error,
+    in a real run), where a write here raises OSError naming the file."""
     state["digest"] = content_digest(state)
-    write_atomic(path, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def copy_into(src: Path, f) -> None:
