@@ -278,6 +278,6 @@ def test_a_run_trains_with_the_configs_values(tiny_shards, tmp_path):
             groups = run.optimizer.param_groups
             assert [g["weight_decay"] for g in groups] == [decay, 0.0]  # weights decay, biases do not
             assert [g["lr"] for g in groups] == [0.01, 0.02] and all(g["momentum"] == 0.9 for g in groups)
-            assert run.augment.pca_std == pca_std and run.model.dropout.p == dropout
+            assert run.compute.augment.pca_std == pca_std and run.model.dropout.p == dropout
         finally:
             run.folder_lock.release()
