@@ -64,9 +64,8 @@ def run_one(cfg: TrainConfig, manifest, stats, holdout: list, args) -> dict:
     model = build_model(manifest.num_classes, cfg.architecture(), cfg.init).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", cfg.learn_rate, cfg.momentum, cfg.weight_decay, cfg.bias_lr_mult)
     augment = DeviceAugment(dataset_input_stats(cfg.shards, manifest, stats, cfg.normalize, cfg.crop), cfg.pca_std, CPU)
-    stream = TrainStream(manifest.shard_paths(cfg.shards, "train"), manifest.splits["train"].shard_samples,
-                         rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
-                         buffer=cfg.shuffle_buffer, seed=cfg.seed, steps=args.steps, batch_size=cfg.batch_size)
+    stream = TrainStream.of_train_split(manifest, cfg.shards, crop=cfg.crop, buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                                        steps=args.steps, batch_size=cfg.batch_size)
     batches = iterate_train_batches(stream, args.workers, False)
     generator = seed_epoch(cfg.seed, 0, 0)
     compute = Compute(CPU, torch.autocast("cpu", enabled=False), Dist(), augment)

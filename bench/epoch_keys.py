@@ -34,10 +34,9 @@ from train.loader import (EvalShards, SampleRules, TrainStream, iterate_train_ba
 
 
 def train_stream(shards: Path, manifest, rank: int, world: int, batch: int) -> TrainStream:
-    info = manifest.splits["train"]
-    return TrainStream(manifest.shard_paths(shards, "train"), info.shard_samples,
-                       rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=224, buffer=1000,
-                       seed=0, steps=info.samples // batch, rank=rank, world=world, batch_size=batch // world)
+    return TrainStream.of_train_split(manifest, shards, crop=224, buffer=1000, seed=0,
+                                      steps=manifest.splits["train"].samples // batch, rank=rank, world=world,
+                                      batch_size=batch // world)
 
 
 def main() -> None:

@@ -117,10 +117,8 @@ def augment_for_forms(forms: dict, inputs, device) -> DeviceAugment:
 
 
 def train_stream(shards: Path, manifest, batch: int, steps: int, decode: str = "worker") -> TrainStream:
-    info = manifest.splits["train"]
-    return TrainStream(manifest.shard_paths(shards, "train"), info.shard_samples,
-                       rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=224, buffer=2000, seed=0,
-                       steps=steps, batch_size=batch, decode=decode)
+    return TrainStream.of_train_split(manifest, shards, crop=224, buffer=2000, seed=0, steps=steps, batch_size=batch,
+                                      decode=decode)
 
 
 def one_cpu_config(args) -> dict:

@@ -18,9 +18,8 @@ RULES = SampleRules(256, 3)
 
 def stream(root, seed, batch_size, steps=40, **kw):
     """The train split of the dataset at `root`, as the loop builds it."""
-    manifest = read_manifest(root)
-    return TrainStream(manifest.shard_paths(root, "train"), manifest.splits["train"].shard_samples, rules=RULES,
-                       crop=224, buffer=16, seed=seed, steps=steps, batch_size=batch_size, **kw)
+    return TrainStream.of_train_split(read_manifest(root), root, crop=224, buffer=16, seed=seed, steps=steps,
+                                      batch_size=batch_size, **kw)
 
 
 def test_stretches_partition_the_epoch_over_ranks_and_workers():

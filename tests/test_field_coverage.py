@@ -284,7 +284,7 @@ def test_final_evaluation_uses_the_best_epoch_not_the_last(scripted_run):
 
 
 def test_metrics_rows(natural_run, tiny_shards):
-    from train.loader import SampleRules, TrainStream, iterate_train_batches
+    from train.loader import TrainStream, iterate_train_batches
     from train.model import build_model
 
     run = natural_run["run"]
@@ -304,9 +304,8 @@ def test_metrics_rows(natural_run, tiny_shards):
     torch.manual_seed(cfg.seed)
     model = build_model(3, cfg.architecture(), cfg.init).train()
     manifest = read_manifest(tiny_shards)
-    stream = TrainStream(manifest.shard_paths(tiny_shards, "train"), manifest.splits["train"].shard_samples,
-                         rules=SampleRules(256, 3), crop=224, buffer=cfg.shuffle_buffer, seed=cfg.seed,
-                         steps=cfg.steps_per_epoch, batch_size=cfg.batch_size)
+    stream = TrainStream.of_train_split(manifest, tiny_shards, crop=224, buffer=cfg.shuffle_buffer, seed=cfg.seed,
+                                        steps=cfg.steps_per_epoch, batch_size=cfg.batch_size)
     images, labels, flips = next(iterate_train_batches(stream, 1, False))
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     x = torch.where(flips[:, None, None, None], images.float().flip(-1), images.float())

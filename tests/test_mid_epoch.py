@@ -18,16 +18,14 @@ import torch
 from shared.manifest import read_manifest
 from train.checkpoint import content_digest, load_checkpoint
 from train.config import TrainConfig
-from train.loader import EPOCH_ORDER, SampleRules, TrainStream, iterate_train_batches
+from train.loader import EPOCH_ORDER, TrainStream, iterate_train_batches
 
 REPO = Path(__file__).parents[1]
 
 
 def batches(root, workers: int, skip: int, count: int, decode: str = "worker", steps: int = 7) -> list:
-    manifest = read_manifest(root)
-    stream = TrainStream(manifest.shard_paths(root, "train"), manifest.splits["train"].shard_samples,
-                         rules=SampleRules(256, 3), crop=224, buffer=16, seed=7, steps=steps, batch_size=4,
-                         decode=decode)
+    stream = TrainStream.of_train_split(read_manifest(root), root, crop=224, buffer=16, seed=7, steps=steps,
+                                        batch_size=4, decode=decode)
     stream.epoch, stream.skip_batches = 1, skip
     it = iterate_train_batches(stream, workers, False)
     out = [(images.clone(), labels.clone(), flips.clone()) for images, labels, flips in itertools.islice(it, count)]

@@ -77,14 +77,13 @@ def read_pieces(pieces: Iterator[tuple[str, int, int]]) -> Iterator[dict]:
     A shard that ends before its manifest count (changed since the start-up check) is an error."""
     for url, skip, take in pieces:
         got = 0
-        if take > 0:
-            for index, sample in enumerate(read_tar_samples([url])):
-                if index < skip:
-                    continue
-                yield sample
-                got += 1
-                if got == take:
-                    break
+        for index, sample in enumerate(read_tar_samples([url])):
+            if index < skip:
+                continue
+            yield sample
+            got += 1
+            if got == take:
+                break
         if got < take:
             raise shard_error(url, f"ends after {skip + got} samples, the manifest says at least {skip + take}")
 
@@ -168,6 +167,13 @@ class TrainStream(IterableDataset):
         self.skip_batches = 0  # this epoch's batches already trained on (a mid-epoch resume)
         self.release_flags: torch.Tensor | None = None  # shared uint8 [workers * POOL]
 
+    @classmethod
+    def of_train_split(cls, manifest, root, url_template: str | None = None, **kw) -> "TrainStream":
+        """The train split of the dataset at `root`: its shards with their manifest counts."""
+        info = manifest.splits["train"]
+        return cls(manifest.shard_paths(root, "train", url_template), info.shard_samples,
+                   rules=SampleRules(manifest.patch_size, manifest.num_classes), **kw)
+
     def epoch_order(self, q: int) -> list[tuple[str, int]]:
         """(shard, samples) in the order epoch q reads them; the same on every rank."""
         order = list(zip(self.urls, self.counts))
@@ -184,6 +190,8 @@ class TrainStream(IterableDataset):
     def pieces(self, start: int, n: int) -> Iterator[tuple[str, int, int]]:
         """(shard, samples to pass over, samples to take) covering `n` samples from `start` of
         the epoch's order, continuing into the next epochs' orders when the epoch is too short."""
+        if n > 0 and not any(self.counts):
+            raise ValueError("the train split has no samples")
         q, pos = self.epoch, 0
         while n > 0:
             for url, count in self.epoch_order(q):
@@ -193,8 +201,6 @@ class TrainStream(IterableDataset):
                     yield url, skip, take
                     start, n = start + take, n - take
                 pos += count
-            if not any(self.counts):
-                raise ValueError("the train split has no samples")
             q += 1
 
     def slot_samples(self, role: int, workers: int, rng: random.Random) -> Iterator[dict]:

@@ -30,7 +30,7 @@ from .checkpoint import (BEST, LAST, ModelCard, RunProgress, check_classes, chec
                          copy_into, first_line, load_checkpoint, remove_partial_writes, restore_best,
                          save_epoch_checkpoints, save_last)
 from .config import FAST_DEV_STEPS, TrainConfig
-from .loader import SampleRules, TrainStream, iterate_train_batches
+from .loader import TrainStream, iterate_train_batches
 from .dataset_folder import DatasetFiles, check_evaluated, dataset_input_stats, load_dataset
 from .device import (Compute, Precision, autocast_for, default_workers, describe, prepare_device,
                      resolve_device, resolve_precision, warn_slow_bf16)
@@ -392,11 +392,9 @@ def save_mid_epoch(run: Run, epoch: int, done: EpochProgress, ranks: list[dict])
 
 def train_stream(run: Run, epoch: int) -> TrainStream:
     cfg, d, manifest = run.cfg, run.d, run.manifest
-    urls = manifest.shard_paths(cfg.shards, "train", cfg.shard_urls)
-    stream = TrainStream(urls, manifest.splits["train"].shard_samples,
-                         rules=SampleRules(manifest.patch_size, manifest.num_classes), crop=cfg.crop,
-                         buffer=cfg.shuffle_buffer, seed=cfg.seed, steps=run.steps, rank=d.rank, world=d.world,
-                         batch_size=cfg.batch_size // d.world, decode=cfg.decode)
+    stream = TrainStream.of_train_split(manifest, cfg.shards, cfg.shard_urls, crop=cfg.crop, buffer=cfg.shuffle_buffer,
+                                        seed=cfg.seed, steps=run.steps, rank=d.rank, world=d.world,
+                                        batch_size=cfg.batch_size // d.world, decode=cfg.decode)
     stream.epoch = epoch
     return stream
 
